@@ -1,0 +1,136 @@
+//! RFC 9111 §4.1: calculating cache keys with the `Vary` header field.
+
+use http::header::VARY;
+use http::HeaderMap;
+
+use crate::StoredResponse;
+
+/// The members of a comma-separated list spread over several field lines, with optional
+/// whitespace around each member removed and empty members skipped (RFC 9110 §5.6.1).
+///
+/// Comparing two fields member by member is the whitespace-normalized, line-combining comparison
+/// that RFC 9111 §4.1 allows.
+pub(crate) fn list_members<'a>(
+    lines: impl Iterator<Item = &'a http::HeaderValue> + 'a,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    lines
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+        .filter(|member| !member.is_empty())
+}
+
+/// Removes optional whitespace (SP and HTAB) from both ends.
+pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// The field names listed by every `Vary` line of `headers`, as written (compare them
+/// case-insensitively).
+pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    list_members(headers.get_all(VARY).iter())
+}
+
+/// Whether `headers` carry `Vary: *`, which never matches a later request (RFC 9111 §4.1).
+pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
+    vary_names(headers).any(|name| name == b"*")
+}
+
+/// Whether the values of one selecting header field are the same in two requests.
+fn same_field(name: &str, stored: &HeaderMap, presented: &HeaderMap) -> bool {
+    let mut stored = list_members(stored.get_all(name).iter());
+    let mut presented = list_members(presented.get_all(name).iter());
+    loop {
+        match (stored.next(), presented.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// RFC 9111 §4.1: whether the selecting header fields of the request that produced `stored`
+/// match those of the presented request. `Vary: *` never matches; field names compare
+/// case-insensitively; values compare after removing whitespace around list members and
+/// combining field lines.
+pub(crate) fn matches(stored: &StoredResponse, presented: &HeaderMap) -> bool {
+    vary_names(&stored.headers).all(|name| {
+        if name == b"*" {
+            return false;
+        }
+        match std::str::from_utf8(name) {
+            Ok(name) => {
+                // An invalid field name cannot have been sent by either request.
+                http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                    && same_field(name, &stored.vary_request_headers, presented)
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+/// The request header fields named by the response's `Vary`, copied from the request: what a
+/// [`StoredResponse`] keeps in `vary_request_headers`.
+pub(crate) fn selecting_headers(response_headers: &HeaderMap, request: &HeaderMap) -> HeaderMap {
+    let mut selected = HeaderMap::new();
+    for name in vary_names(response_headers) {
+        let Ok(name) = http::HeaderName::from_bytes(name) else {
+            continue;
+        };
+        if selected.contains_key(&name) {
+            continue;
+        }
+        for value in request.get_all(&name) {
+            selected.append(name.clone(), value.clone());
+        }
+    }
+    selected
+}
+
+impl StoredResponse {
+    /// A canonical byte string identifying this response's variant: its `Vary` field names
+    /// (lowercased, sorted, without duplicates) with the normalized request values it was
+    /// selected by. Responses without `Vary` share the empty key; two stored responses with the
+    /// same key answer exactly the same requests, so the newer replaces the older.
+    ///
+    /// The encoding is stable: stores may persist it or hash it into file names.
+    pub fn variant_key(&self) -> Vec<u8> {
+        let mut names: Vec<Vec<u8>> = vary_names(&self.headers)
+            .map(|name| name.to_ascii_lowercase())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        names.sort();
+        names.dedup();
+        let mut key = Vec::new();
+        for name in names {
+            key.extend_from_slice(&name);
+            key.push(b'\n');
+            let Ok(name) = std::str::from_utf8(&name) else {
+                continue;
+            };
+            let mut values = self.vary_request_headers.get_all(name).iter().peekable();
+            if values.peek().is_none() {
+                key.push(0);
+            } else {
+                key.push(1);
+                for (i, member) in list_members(values).enumerate() {
+                    if i > 0 {
+                        key.push(b',');
+                    }
+                    key.extend_from_slice(member);
+                }
+            }
+            key.push(b'\n');
+        }
+        key
+    }
+}

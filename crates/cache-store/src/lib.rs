@@ -1,0 +1,33 @@
+//! Storage for HTTP caches.
+//!
+//! A [`Store`] keeps, under one *primary key* (the layer derives it from scheme, authority, path
+//! and query), several *variants*: one stored response per set of request header values selected
+//! by `Vary` (RFC 9111 §4.1). Each variant is a [`StoredResponse`] (the metadata the policy
+//! reasons about) plus a body.
+//!
+//! The contract every backend honours:
+//!
+//! - **Streaming in both directions.** Writing takes body chunks as they arrive from the origin
+//!   ([`EntryWriter::write`]); reading yields chunks ([`StoredBody`] is an [`http_body::Body`])
+//!   without loading a large body into memory. Memory backends hand out `Bytes` without copying.
+//! - **Visible only when complete.** A variant appears in [`Store::get`] only after
+//!   [`EntryWriter::commit`] succeeded. Dropping a writer, or any write error, leaves nothing
+//!   behind. A committed variant replaces the variant with the same [`VariantId`] atomically:
+//!   readers see the old entry or the new one, never a mix of the two.
+//! - **Header-only updates** after a 304 ([`Store::update`]) keep the body as it is.
+//! - **Physical expiry.** Each write and update carries a TTL; an expired variant is never
+//!   returned.
+//! - **Errors are values.** A backend that is down, a corrupt entry or a full disk is a
+//!   [`StoreError`] the caller can log and fall back from; a corrupt entry is simply not
+//!   returned (a miss). Nothing panics.
+
+mod body;
+mod error;
+mod store;
+mod variant;
+
+pub use body::StoredBody;
+pub use cache_policy::StoredResponse;
+pub use error::StoreError;
+pub use store::{BoxFuture, EntryWriter, Store, StoredEntry, WriteOptions};
+pub use variant::VariantId;

@@ -1,0 +1,262 @@
+//! The storage contract: [`Store`] and [`EntryWriter`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_policy::StoredResponse;
+
+use crate::{StoreError, StoredBody, VariantId};
+
+/// A boxed, `Send` future, the return type of the object-safe [`Store`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One complete variant read from a store: its metadata and a handle on its body.
+///
+/// The body handle belongs to exactly this version of the variant: if the variant is replaced
+/// or removed after [`Store::get`] returned, reading the body still yields this version's bytes
+/// or an error, never another version's bytes.
+#[derive(Debug)]
+pub struct StoredEntry {
+    /// Which variant of the primary key this is.
+    pub variant: VariantId,
+    /// The stored response metadata.
+    pub response: StoredResponse,
+    /// The stored body.
+    pub body: StoredBody,
+}
+
+/// What the caller knows when it starts writing a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// How long the entry may be kept at most (physical expiry). After this, the store no longer
+    /// returns it and may delete it.
+    pub ttl: Duration,
+    /// The body length announced by the response (`Content-Length`), if any. A store may refuse
+    /// a body it already knows to be over its size limit before any byte is written.
+    pub content_length: Option<u64>,
+}
+
+/// An asynchronous store of HTTP responses, keyed by primary key and [`VariantId`].
+///
+/// The trait is object safe: a cache can hold an `Arc<dyn Store>` chosen at run time.
+///
+/// # Implementing a backend
+///
+/// A toy backend that keeps complete entries in a `Mutex<HashMap>` (no size bound, no expiry):
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex};
+///
+/// use bytes::{Bytes, BytesMut};
+/// use cache_policy::StoredResponse;
+/// use cache_store::{
+///     BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+/// };
+///
+/// type Entries = Arc<Mutex<HashMap<String, Vec<(VariantId, StoredResponse, Bytes)>>>>;
+///
+/// #[derive(Default)]
+/// struct ToyStore(Entries);
+///
+/// struct ToyWriter {
+///     entries: Entries,
+///     key: String,
+///     response: StoredResponse,
+///     body: BytesMut,
+/// }
+///
+/// impl EntryWriter for ToyWriter {
+///     fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+///         self.body.extend_from_slice(&chunk);
+///         Ok(())
+///     }
+///
+///     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+///         Box::pin(async move {
+///             let variant = VariantId::of(&self.response);
+///             let mut entries = self.entries.lock().map_err(|_| StoreError::unavailable("poisoned"))?;
+///             let variants = entries.entry(self.key).or_default();
+///             variants.retain(|(v, _, _)| *v != variant);
+///             variants.push((variant, self.response, self.body.freeze()));
+///             Ok(())
+///         })
+///     }
+/// }
+///
+/// impl Store for ToyStore {
+///     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+///         Box::pin(async move {
+///             let entries = self.0.lock().map_err(|_| StoreError::unavailable("poisoned"))?;
+///             Ok(entries
+///                 .get(key)
+///                 .into_iter()
+///                 .flatten()
+///                 .map(|(variant, response, body)| StoredEntry {
+///                     variant: variant.clone(),
+///                     response: response.clone(),
+///                     body: StoredBody::full(body.clone()),
+///                 })
+///                 .collect())
+///         })
+///     }
+///
+///     fn begin<'a>(
+///         &'a self,
+///         key: &'a str,
+///         response: StoredResponse,
+///         _options: WriteOptions,
+///     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+///         Box::pin(async move {
+///             let writer = ToyWriter {
+///                 entries: self.0.clone(),
+///                 key: key.to_owned(),
+///                 response,
+///                 body: BytesMut::new(),
+///             };
+///             Ok(Box::new(writer) as Box<dyn EntryWriter>)
+///         })
+///     }
+///
+///     fn update<'a>(
+///         &'a self,
+///         key: &'a str,
+///         variant: &'a VariantId,
+///         response: StoredResponse,
+///         _ttl: std::time::Duration,
+///     ) -> BoxFuture<'a, Result<(), StoreError>> {
+///         Box::pin(async move {
+///             let mut entries = self.0.lock().map_err(|_| StoreError::unavailable("poisoned"))?;
+///             for (v, stored, _) in entries.get_mut(key).into_iter().flatten() {
+///                 if v == variant {
+///                     *stored = response.clone();
+///                 }
+///             }
+///             Ok(())
+///         })
+///     }
+///
+///     fn remove<'a>(
+///         &'a self,
+///         key: &'a str,
+///         variant: Option<&'a VariantId>,
+///     ) -> BoxFuture<'a, Result<(), StoreError>> {
+///         Box::pin(async move {
+///             let mut entries = self.0.lock().map_err(|_| StoreError::unavailable("poisoned"))?;
+///             match variant {
+///                 None => {
+///                     entries.remove(key);
+///                 }
+///                 Some(variant) => {
+///                     if let Some(variants) = entries.get_mut(key) {
+///                         variants.retain(|(v, _, _)| v != variant);
+///                     }
+///                 }
+///             }
+///             Ok(())
+///         })
+///     }
+///
+///     fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+///         Box::pin(async move {
+///             self.0.lock().map_err(|_| StoreError::unavailable("poisoned"))?.clear();
+///             Ok(())
+///         })
+///     }
+/// }
+/// ```
+pub trait Store: Send + Sync + 'static {
+    /// Every complete, unexpired variant stored under `key`. An empty vector is a miss.
+    ///
+    /// Entries that fail to decode (corrupt, unknown format version, a key that does not match)
+    /// are left out (and may be deleted), not reported as errors.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>>;
+
+    /// Starts writing a new variant of `key`. Its [`VariantId`] is
+    /// [`VariantId::of(&response)`](VariantId::of).
+    ///
+    /// Nothing is visible until [`EntryWriter::commit`] succeeds; the commit replaces any variant
+    /// with the same id.
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: StoredResponse,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>>;
+
+    /// Replaces the metadata of one stored variant, keeping its body (RFC 9111 §4.3.4, after a
+    /// 304), and resets its TTL. Updating a variant that no longer exists is not an error.
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes one variant of `key`, or all of them when `variant` is `None`.
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes every entry.
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// Receives the body of one variant as it streams from the origin.
+///
+/// [`write`](EntryWriter::write) never blocks: a backend buffers or hands the chunk to a
+/// background writer. Dropping the writer without committing aborts the entry and must leave
+/// nothing behind (temporary files removed, partial uploads abandoned).
+pub trait EntryWriter: Send {
+    /// Appends one chunk of the body.
+    ///
+    /// Returns [`StoreError::TooLarge`] once the body exceeds the store's size limit; the caller
+    /// then stops writing and drops the writer, and the response is not cached.
+    fn write(&mut self, chunk: Bytes) -> Result<(), StoreError>;
+
+    /// Completes the entry and makes it visible, atomically replacing the variant with the same
+    /// id.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+        (**self).get(key)
+    }
+
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: StoredResponse,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        (**self).begin(key, response, options)
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).update(key, variant, response, ttl)
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).remove(key, variant)
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).clear()
+    }
+}

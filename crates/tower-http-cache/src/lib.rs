@@ -1,0 +1,1 @@
+//! An RFC 9111 HTTP cache as a tower `Layer`.
