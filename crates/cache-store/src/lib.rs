@@ -21,7 +21,10 @@
 //!   [`StoreError`] the caller can log and fall back from; a corrupt entry is simply not
 //!   returned (a miss). Nothing panics.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod body;
+pub mod codec;
 mod error;
 mod store;
 mod variant;
