@@ -26,11 +26,16 @@
 mod body;
 pub mod codec;
 mod error;
+#[cfg(feature = "memory")]
+mod memory;
 mod store;
 mod variant;
 
 pub use body::StoredBody;
 pub use cache_policy::StoredResponse;
 pub use error::StoreError;
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use store::{BoxFuture, EntryWriter, Store, StoredEntry, WriteOptions};
 pub use variant::VariantId;

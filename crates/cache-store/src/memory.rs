@@ -1,0 +1,449 @@
+//! The in-memory backend: [`MemoryStore`].
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use cache_policy::StoredResponse;
+use moka::policy::EvictionPolicy;
+use moka::Expiry;
+
+use crate::{
+    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+};
+
+/// Fixed cost counted for every variant besides its key, header lines and body: moka's own
+/// per-entry bookkeeping and our allocations are well above a `HashMap` slot.
+const VARIANT_OVERHEAD: u64 = 200;
+/// Number of lock stripes serializing read-modify-write updates of one primary key.
+const LOCK_STRIPES: usize = 64;
+
+/// A store held in memory, bounded by bytes, evicting the least recently used primary key
+/// (with all its variants) when full.
+///
+/// Bodies are kept as [`Bytes`] and served with [`StoredBody::full`]: a hit clones a reference
+/// count, never the body bytes. A body written in several chunks is concatenated once, at
+/// commit.
+///
+/// Each variant has its own expiry time (the TTL of [`WriteOptions`] or [`Store::update`]);
+/// an expired variant is never returned, and a primary key whose variants all expired is
+/// dropped by moka's housekeeping.
+///
+/// Cloning is cheap and yields a handle on the same store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_store::StoreError> {
+/// use std::time::{Duration, SystemTime};
+/// use bytes::Bytes;
+/// use cache_store::{MemoryStore, Store, StoredResponse, WriteOptions};
+/// use http::{HeaderMap, Method, StatusCode, Uri};
+/// use http_body_util::BodyExt;
+///
+/// let store = MemoryStore::builder()
+///     .max_capacity_bytes(64 << 20)
+///     .max_body_size(1 << 20)
+///     .build();
+///
+/// let now = SystemTime::now();
+/// let response = StoredResponse {
+///     method: Method::GET,
+///     uri: Uri::from_static("https://example.com/"),
+///     status: StatusCode::OK,
+///     headers: HeaderMap::new(),
+///     vary_request_headers: HeaderMap::new(),
+///     request_time: now,
+///     response_time: now,
+/// };
+/// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: Some(5) };
+/// let mut writer = store.begin("https://example.com/", response, options).await?;
+/// writer.write(Bytes::from_static(b"hel"))?;
+/// writer.write(Bytes::from_static(b"lo"))?;
+/// writer.commit().await?;
+///
+/// let entries = store.get("https://example.com/").await?;
+/// assert_eq!(entries.len(), 1);
+/// let entry = entries.into_iter().next().expect("one entry");
+/// let body = entry.body.collect().await?.to_bytes();
+/// assert_eq!(body, "hello");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: moka::sync::Cache<Arc<str>, Arc<Variants>>,
+    /// Commits, updates and removals of one key read the current variants, change them and
+    /// insert the result; the stripe lock makes that sequence atomic so concurrent commits to
+    /// one key never lose a variant.
+    locks: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+    max_body_size: u64,
+    max_capacity: u64,
+}
+
+/// The immutable set of variants of one primary key. Changes build a new set and swap it in, so
+/// a reader holding the old `Arc` is never affected.
+struct Variants {
+    list: Vec<Arc<Variant>>,
+}
+
+struct Variant {
+    id: VariantId,
+    response: StoredResponse,
+    body: Bytes,
+    expires: Instant,
+    weight: u64,
+}
+
+impl Variants {
+    fn weight(&self, key: &str) -> u32 {
+        let total = key.len() as u64 + self.list.iter().map(|v| v.weight).sum::<u64>();
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
+    fn latest_expiry(&self) -> Option<Instant> {
+        self.list.iter().map(|v| v.expires).max()
+    }
+}
+
+struct VariantsExpiry;
+
+impl Expiry<Arc<str>, Arc<Variants>> for VariantsExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<Variants>,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        value
+            .latest_expiry()
+            .map(|e| e.saturating_duration_since(created_at))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<Variants>,
+        updated_at: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        value
+            .latest_expiry()
+            .map(|e| e.saturating_duration_since(updated_at))
+    }
+}
+
+fn variant_weight(response: &StoredResponse, body: &Bytes) -> u64 {
+    let headers: usize = response
+        .headers
+        .iter()
+        .chain(response.vary_request_headers.iter())
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum();
+    body.len() as u64 + headers as u64 + VARIANT_OVERHEAD
+}
+
+/// Configures a [`MemoryStore`]; see [`MemoryStore::builder`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    max_capacity_bytes: u64,
+    max_body_size: Option<u64>,
+}
+
+impl MemoryStoreBuilder {
+    /// The total size the store keeps, in bytes (bodies, header lines, keys and a fixed
+    /// per-variant overhead). Default: 256 MiB.
+    pub fn max_capacity_bytes(mut self, bytes: u64) -> Self {
+        self.max_capacity_bytes = bytes;
+        self
+    }
+
+    /// The largest body stored; a larger one makes [`EntryWriter::write`] fail with
+    /// [`StoreError::TooLarge`]. Default: 1/8 of the capacity. Never more than the capacity,
+    /// nor 4 GiB.
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.max_body_size = Some(bytes);
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let max_body_size = self
+            .max_body_size
+            .unwrap_or(self.max_capacity_bytes / 8)
+            .min(self.max_capacity_bytes)
+            .min(u64::from(u32::MAX) - 64 * 1024);
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(self.max_capacity_bytes)
+            // Plain LRU: TinyLFU's admission filter would drop most freshly written responses of
+            // a cold cache, which is wasted work for a cache that has just fetched them.
+            .eviction_policy(EvictionPolicy::lru())
+            .weigher(|key: &Arc<str>, value: &Arc<Variants>| value.weight(key))
+            .expire_after(VariantsExpiry)
+            .build();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                cache,
+                locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                hasher: Default::default(),
+                max_body_size,
+                max_capacity: self.max_capacity_bytes,
+            }),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A builder with the defaults: 256 MiB in total, bodies up to 32 MiB.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_capacity_bytes: 256 << 20,
+            max_body_size: None,
+        }
+    }
+
+    /// A store of at most `bytes` in total, with the other defaults of [`MemoryStore::builder`].
+    pub fn with_capacity(bytes: u64) -> Self {
+        Self::builder().max_capacity_bytes(bytes).build()
+    }
+
+    /// The configured limit on the size of one body.
+    pub fn max_body_size(&self) -> u64 {
+        self.inner.max_body_size
+    }
+
+    /// The configured total size.
+    pub fn max_capacity_bytes(&self) -> u64 {
+        self.inner.max_capacity
+    }
+
+    /// The current weighted size in bytes. Approximate until
+    /// [`run_pending_tasks`](Self::run_pending_tasks) ran: moka applies evictions lazily.
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.cache.weighted_size()
+    }
+
+    /// Runs moka's pending housekeeping (evictions, expirations) now. Tests call it before
+    /// asserting sizes; normal operation does not need it.
+    pub fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks();
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_capacity_bytes", &self.inner.max_capacity)
+            .field("max_body_size", &self.inner.max_body_size)
+            .field("weighted_size", &self.inner.cache.weighted_size())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        let stripe = (self.hasher.hash_one(key) as usize) % self.locks.len();
+        // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
+        self.locks[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the variants of `key` by `change(current live variants)`, atomically with
+    /// respect to other changes of the same key.
+    fn modify(&self, key: &str, change: impl FnOnce(&mut Vec<Arc<Variant>>)) {
+        let _guard = self.lock(key);
+        let now = Instant::now();
+        let mut list: Vec<Arc<Variant>> = self
+            .cache
+            .get(key)
+            .map(|v| v.list.iter().filter(|v| v.expires > now).cloned().collect())
+            .unwrap_or_default();
+        change(&mut list);
+        if list.is_empty() {
+            self.cache.invalidate(key);
+        } else {
+            self.cache
+                .insert(Arc::from(key), Arc::new(Variants { list }));
+        }
+    }
+}
+
+fn expires_after(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    // A TTL too large to represent is "as late as we can say".
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+impl Store for MemoryStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+        let entries = match self.inner.cache.get(key) {
+            None => Vec::new(),
+            Some(variants) => {
+                let now = Instant::now();
+                variants
+                    .list
+                    .iter()
+                    .filter(|v| v.expires > now)
+                    .map(|v| StoredEntry {
+                        variant: v.id.clone(),
+                        response: v.response.clone(),
+                        body: StoredBody::full(v.body.clone()),
+                    })
+                    .collect()
+            }
+        };
+        Box::pin(std::future::ready(Ok(entries)))
+    }
+
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: StoredResponse,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        let limit = self.inner.max_body_size;
+        let result = match options.content_length {
+            Some(len) if len > limit => Err(StoreError::TooLarge { limit }),
+            _ => Ok(Box::new(MemoryWriter {
+                inner: self.inner.clone(),
+                key: key.to_owned(),
+                response,
+                ttl: options.ttl,
+                chunks: Vec::new(),
+                len: 0,
+                failed: false,
+            }) as Box<dyn EntryWriter>),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.modify(key, |list| {
+                for slot in list.iter_mut().filter(|v| v.id == *variant) {
+                    let weight = variant_weight(&response, &slot.body);
+                    *slot = Arc::new(Variant {
+                        id: slot.id.clone(),
+                        response: response.clone(),
+                        body: slot.body.clone(),
+                        expires: expires_after(ttl),
+                        weight,
+                    });
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match variant {
+                None => {
+                    let _guard = self.inner.lock(key);
+                    self.inner.cache.invalidate(key);
+                }
+                Some(variant) => self
+                    .inner
+                    .modify(key, |list| list.retain(|v| v.id != *variant)),
+            }
+            Ok(())
+        })
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.cache.invalidate_all();
+            Ok(())
+        })
+    }
+}
+
+struct MemoryWriter {
+    inner: Arc<Inner>,
+    key: String,
+    response: StoredResponse,
+    ttl: Duration,
+    chunks: Vec<Bytes>,
+    len: u64,
+    failed: bool,
+}
+
+impl EntryWriter for MemoryWriter {
+    fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        let limit = self.inner.max_body_size;
+        if self.failed {
+            return Err(StoreError::TooLarge { limit });
+        }
+        self.len += chunk.len() as u64;
+        if self.len > limit {
+            // Free what was buffered now: the caller may keep the writer until the body ends.
+            self.failed = true;
+            self.chunks = Vec::new();
+            return Err(StoreError::TooLarge { limit });
+        }
+        if !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let this = *self;
+        let result = if this.failed {
+            Err(StoreError::TooLarge {
+                limit: this.inner.max_body_size,
+            })
+        } else {
+            let body = match this.chunks.len() {
+                0 => Bytes::new(),
+                // One chunk is kept as it came: no copy.
+                1 => this.chunks.into_iter().next().unwrap_or_default(),
+                _ => {
+                    let mut buf = BytesMut::with_capacity(this.len as usize);
+                    for chunk in &this.chunks {
+                        buf.extend_from_slice(chunk);
+                    }
+                    buf.freeze()
+                }
+            };
+            let id = VariantId::of(&this.response);
+            let variant = Arc::new(Variant {
+                weight: variant_weight(&this.response, &body),
+                id,
+                response: this.response,
+                body,
+                expires: expires_after(this.ttl),
+            });
+            this.inner.modify(&this.key, |list| {
+                list.retain(|v| v.id != variant.id);
+                list.push(variant);
+            });
+            Ok(())
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
