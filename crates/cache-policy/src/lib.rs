@@ -1,7 +1,82 @@
 //! A sans-IO implementation of RFC 9111, HTTP Caching.
+//!
+//! This crate decides; it does no I/O, reads no clock and stores nothing. A cache (a tower
+//! layer, a reqwest middleware, a proxy) asks [`CachePolicy`] what to do with a request given
+//! the stored responses for its primary key and the current time, does it, and hands the
+//! origin's answer back:
+//!
+//! 1. [`CachePolicy::lookup`] → [`Lookup`]: serve a fresh response, answer 304, serve stale
+//!    (and maybe revalidate in the background), revalidate with a conditional request, forward,
+//!    or answer 504 for `only-if-cached`.
+//! 2. [`CachePolicy::after_response`] → [`AfterResponse`]: store (with the header lines and
+//!    TTL to store), refresh stored responses after a 304 or a HEAD, serve stale on a 5xx,
+//!    refetch, or pass through; plus the URIs to invalidate after an unsafe method.
+//! 3. [`CachePolicy::on_error`]: serve stale when the origin cannot be reached.
+//!
+//! Every decision carries its reason, so a cache can emit RFC 9211 `Cache-Status` without
+//! recomputing anything. What is stored is a plain [`StoredResponse`].
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use cache_policy::{CachePolicy, Lookup, PolicyOptions, ResponseAction};
+//! use http::{Request, Response, StatusCode};
+//!
+//! let policy = CachePolicy::new(PolicyOptions::default().shared(true));
+//! let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//! let request = Request::get("https://example.com/").body(()).unwrap();
+//! let response = Response::builder()
+//!     .header("cache-control", "max-age=10")
+//!     .header("etag", "\"v1\"")
+//!     .body(())
+//!     .unwrap();
+//! let none: [cache_policy::StoredResponse; 0] = [];
+//! let ResponseAction::Store { entry, .. } =
+//!     policy.after_response(&request, &response, t0, t0, &none).action
+//! else {
+//!     panic!("a max-age response is storable")
+//! };
+//!
+//! // After 20 seconds it is stale: revalidate with If-None-Match.
+//! let stored = [entry];
+//! let later = t0 + Duration::from_secs(20);
+//! let Lookup::Revalidate(revalidation) = policy.lookup(&request, &stored, later) else {
+//!     panic!("stale")
+//! };
+//! assert_eq!(revalidation.conditional_headers["if-none-match"], "\"v1\"");
+//!
+//! // The origin answers 304: refresh the stored response and serve it.
+//! let not_modified = Response::builder()
+//!     .status(StatusCode::NOT_MODIFIED)
+//!     .header("cache-control", "max-age=10")
+//!     .header("etag", "\"v1\"")
+//!     .body(())
+//!     .unwrap();
+//! let decision = policy.after_response(&request, &not_modified, later, later, &stored);
+//! assert!(matches!(decision.action, ResponseAction::Refresh { .. }));
+//! ```
+//!
+//! Module map, by RFC 9111 section: [`directives`] (§5.2), freshness and age (§4.2), Vary
+//! (§4.1), header storage and update (§3.1, §3.2), validation (§4.3), invalidation (§4.4).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod decision;
+pub mod directives;
+mod freshness;
+mod headers;
+mod options;
+mod policy;
 mod stored;
+mod uri;
+mod validation;
 mod vary;
 
+pub use decision::{
+    AfterResponse, ForwardReason, Lookup, NotStorable, ResponseAction, RevalidateReason,
+    Revalidation, Serve, StaleReason, Update,
+};
+pub use directives::{FieldScope, MaxStale, RequestDirectives, ResponseDirectives};
+pub use freshness::{Freshness, FreshnessSource};
+pub use options::{Heuristics, PolicyOptions, ServeStale};
+pub use policy::{CachePolicy, RequestHead, ResponseHead};
 pub use stored::StoredResponse;
+pub use uri::effective_uri;

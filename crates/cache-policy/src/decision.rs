@@ -1,0 +1,305 @@
+//! The decisions of the state machine: what the caller does next, and why.
+//!
+//! ```text
+//!             request + stored candidates + now
+//!                          │
+//!                  CachePolicy::lookup
+//!   ┌──────────┬───────────┼──────────────┬──────────────┬────────────────┐
+//!   ▼          ▼           ▼              ▼              ▼                ▼
+//! Fresh   NotModified    Stale       Revalidate       Forward      GatewayTimeout
+//! (serve)  (serve 304)  (serve, maybe  (send the        (send the    (answer 504)
+//!                        refresh in    conditional      request)
+//!                        background)   request)
+//!                                          │              │
+//!                                          └──────┬───────┘
+//!                   origin response + request/response times
+//!                                                 │
+//!                                    CachePolicy::after_response
+//!   ┌──────────┬───────────┬─────────────────┬────┴────────┬──────────────┐
+//!   ▼          ▼           ▼                 ▼             ▼              ▼
+//! Store     Refresh    UpdateFromHead    ServeStale     Refetch     PassThrough
+//!                                                   (+ URIs to invalidate, always)
+//! ```
+
+use std::time::Duration;
+
+use http::{HeaderMap, Uri};
+
+use crate::{Freshness, StoredResponse};
+
+/// A stored response chosen to answer the request.
+#[derive(Debug)]
+pub struct Serve {
+    /// The index of the chosen candidate in the slice given to the policy.
+    pub index: usize,
+    /// The status and header lines to send: the stored ones with `Age` set (RFC 9111 §5.1), or
+    /// a 304 with the fields RFC 9110 §15.4.5 requires when the client's own conditional
+    /// request is satisfied. The body is the stored body, except for a 304 or a `HEAD`
+    /// request, which get none.
+    pub response: http::response::Parts,
+    /// The freshness of the chosen response at the time of the decision.
+    pub freshness: Freshness,
+}
+
+/// A conditional request to send to the origin (RFC 9111 §4.3.1).
+#[derive(Debug)]
+pub struct Revalidation {
+    /// The index of the candidate that would be served if the origin answers 304 for it.
+    pub index: usize,
+    /// Validators to set on the forwarded request, replacing any field of the same name:
+    /// `If-None-Match` with the entity tags of the candidates, `If-Modified-Since` with the
+    /// `Last-Modified` of the selected one. Empty when no candidate has a validator (the request
+    /// is then unconditional, but the stale response may still serve on error, RFC 5861 §4).
+    pub conditional_headers: HeaderMap,
+    /// Why the stored response cannot be served without validation.
+    pub reason: RevalidateReason,
+    /// The freshness of the selected response.
+    pub freshness: Freshness,
+}
+
+impl Revalidation {
+    /// Sets the validators on the headers of the request to forward.
+    ///
+    /// ```
+    /// # use cache_policy::*;
+    /// # use http::HeaderMap;
+    /// # fn example(revalidation: &Revalidation) {
+    /// let mut outgoing = HeaderMap::new();
+    /// revalidation.apply_to(&mut outgoing);
+    /// # }
+    /// ```
+    pub fn apply_to(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.conditional_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Why a stored response must be validated before reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevalidateReason {
+    /// The response is stale and may not be served stale (RFC 9111 §4.2.4).
+    Stale,
+    /// The response carries an unqualified `no-cache` (§5.2.2.4).
+    ResponseNoCache,
+    /// The request carries `no-cache` or `Pragma: no-cache` (§5.2.1.4, §5.4).
+    RequestNoCache,
+    /// The response is older than the request's `max-age` (§5.2.1.1).
+    RequestMaxAge,
+    /// The response would not stay fresh for the request's `min-fresh` (§5.2.1.3).
+    RequestMinFresh,
+    /// The cache is configured to revalidate every reuse.
+    AlwaysRevalidate,
+}
+
+/// Why a stale response may be served (RFC 9111 §4.2.4, RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StaleReason {
+    /// The request's `max-stale` accepts this staleness (§5.2.1.2).
+    MaxStale,
+    /// Within the `stale-while-revalidate` window (RFC 5861 §3): serve, and revalidate in the
+    /// background.
+    StaleWhileRevalidate,
+    /// Within the `stale-if-error` window and the origin failed (RFC 5861 §4).
+    StaleIfError,
+}
+
+/// Why the request goes to the origin without a usable stored response. Each reason maps to an
+/// RFC 9211 `Cache-Status` `fwd` parameter ([`ForwardReason::cache_status_fwd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardReason {
+    /// The method is not cacheable, e.g. unsafe methods, which are written through (§4).
+    Method,
+    /// Nothing is stored for the target URI.
+    UriMiss,
+    /// Responses are stored for the URI, but none matches the request's `Vary` selecting
+    /// fields (§4.1).
+    VaryMiss,
+    /// The request asks for a range; stored responses are not combined or sliced (§3.4).
+    Range,
+    /// The request carries a precondition the cache does not evaluate (`If-Match`,
+    /// `If-Unmodified-Since`, `If-Range`).
+    Precondition,
+}
+
+impl ForwardReason {
+    /// The RFC 9211 §2.2 `fwd` value.
+    ///
+    /// ```
+    /// assert_eq!(cache_policy::ForwardReason::VaryMiss.cache_status_fwd(), "vary-miss");
+    /// ```
+    pub fn cache_status_fwd(&self) -> &'static str {
+        match self {
+            ForwardReason::Method => "method",
+            ForwardReason::UriMiss => "uri-miss",
+            ForwardReason::VaryMiss => "vary-miss",
+            ForwardReason::Range => "partial",
+            ForwardReason::Precondition => "request",
+        }
+    }
+}
+
+impl RevalidateReason {
+    /// The RFC 9211 §2.2 `fwd` value.
+    pub fn cache_status_fwd(&self) -> &'static str {
+        match self {
+            RevalidateReason::Stale
+            | RevalidateReason::ResponseNoCache
+            | RevalidateReason::AlwaysRevalidate => "stale",
+            RevalidateReason::RequestNoCache
+            | RevalidateReason::RequestMaxAge
+            | RevalidateReason::RequestMinFresh => "request",
+        }
+    }
+}
+
+/// What to do with a request, given the stored candidates (RFC 9111 §4).
+#[must_use]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Lookup {
+    /// §4.2: a fresh stored response satisfies the request: serve it.
+    Fresh(Serve),
+    /// §4.3.2: the client's own conditional request is satisfied by a fresh stored response:
+    /// answer 304 (the `Serve` carries the 304 head).
+    NotModified(Serve),
+    /// §4.2.4: a stale stored response may be served. With `revalidate`, serve it and send that
+    /// conditional request in the background (RFC 5861 §3).
+    Stale {
+        /// The response to serve.
+        serve: Serve,
+        /// Why serving stale is allowed.
+        reason: StaleReason,
+        /// The background revalidation to perform, for `stale-while-revalidate`.
+        revalidate: Option<Revalidation>,
+    },
+    /// §4.3.1: the stored response must be validated: send the conditional request, then hand
+    /// the answer to [`CachePolicy::after_response`](crate::CachePolicy::after_response).
+    Revalidate(Revalidation),
+    /// §4: no stored response can be used: send the request, then hand the answer to
+    /// [`CachePolicy::after_response`](crate::CachePolicy::after_response).
+    Forward(ForwardReason),
+    /// §5.2.1.7: `only-if-cached` and nothing usable is stored: answer 504 (Gateway Timeout)
+    /// without contacting the origin.
+    GatewayTimeout,
+}
+
+/// A stored response refreshed by a 304 or a HEAD response (RFC 9111 §4.3.4, §4.3.5): write
+/// `entry` over the candidate at `index`, keeping its body.
+#[derive(Debug)]
+pub struct Update {
+    /// The index of the candidate to update.
+    pub index: usize,
+    /// The new metadata: merged header lines and the new request and response times.
+    pub entry: StoredResponse,
+    /// The new physical TTL of the entry.
+    pub ttl: Duration,
+}
+
+/// Why a response is not stored (RFC 9111 §3), for logs and `Cache-Status` `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotStorable {
+    /// The request method is not cacheable (§3).
+    Method,
+    /// Responses to `HEAD` are never stored; they only refresh stored `GET` responses (§4.3.5).
+    HeadResponse,
+    /// The status is not final, or not one the cache stores (§3), or excluded by configuration.
+    Status,
+    /// 206 Partial Content is never stored as a full response (§3.3, §3.4).
+    PartialContent,
+    /// The request carries `no-store` (§5.2.1.5).
+    RequestNoStore,
+    /// The response carries `no-store` (§5.2.2.5).
+    NoStore,
+    /// `must-understand` with a status the cache does not understand (§5.2.2.3).
+    MustUnderstand,
+    /// `private` in a shared cache (§5.2.2.7).
+    Private,
+    /// The request carries `Authorization` and the response does not allow a shared cache to
+    /// store it (§3.5).
+    Authorization,
+    /// `Vary: *` never matches a later request (§4.1).
+    VaryStar,
+    /// Nothing makes the response reusable: no explicit freshness, no heuristics, no `public`
+    /// or `private` (§3, "at least one of").
+    NoFreshnessInformation,
+    /// The request asked for a range (§3.4).
+    Range,
+}
+
+impl NotStorable {
+    /// A short token for `Cache-Status` `detail` and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotStorable::Method => "method",
+            NotStorable::HeadResponse => "head-response",
+            NotStorable::Status => "status",
+            NotStorable::PartialContent => "partial-content",
+            NotStorable::RequestNoStore => "request-no-store",
+            NotStorable::NoStore => "no-store",
+            NotStorable::MustUnderstand => "must-understand",
+            NotStorable::Private => "private",
+            NotStorable::Authorization => "authorization",
+            NotStorable::VaryStar => "vary-star",
+            NotStorable::NoFreshnessInformation => "no-freshness-information",
+            NotStorable::Range => "range",
+        }
+    }
+}
+
+/// What to do with the origin's response.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ResponseAction {
+    /// §3: store the response (with these header lines and times) and serve it as received.
+    Store {
+        /// The metadata to store beside the body.
+        entry: StoredResponse,
+        /// The physical TTL: freshness left, plus the stale windows, plus the time a response
+        /// with validators is kept for revalidation. Zero means storing is pointless.
+        ttl: Duration,
+        /// The freshness of the new response when it was received.
+        freshness: Freshness,
+        /// Candidates this response supersedes (they answered the same request); remove them.
+        replaces: Vec<usize>,
+    },
+    /// §4.3.3, §4.3.4: a 304 validated stored responses: write the updates and serve `serve`
+    /// from the store instead of the 304.
+    Refresh {
+        /// The stored responses to update.
+        updates: Vec<Update>,
+        /// The response to serve (a 304 head if the client's own condition holds).
+        serve: Serve,
+    },
+    /// §4.3.5: a 200 response to HEAD: update the matching stored GET responses, remove those it
+    /// contradicts, and pass the HEAD response through.
+    UpdateFromHead {
+        /// Stored responses to update.
+        updates: Vec<Update>,
+        /// Candidates to remove (their validators or length no longer match).
+        remove: Vec<usize>,
+    },
+    /// RFC 5861 §4: the origin failed; serve this stale response instead of its answer.
+    ServeStale(Serve),
+    /// A 304 that matches no stored response, to a request the client did not make
+    /// conditional: send the original request again without validators (§4.3.3).
+    Refetch,
+    /// Pass the response through without storing it.
+    PassThrough(NotStorable),
+}
+
+/// The decision about an origin response: an action plus the URIs whose stored responses
+/// must be invalidated (RFC 9111 §4.4).
+#[must_use]
+#[derive(Debug)]
+pub struct AfterResponse {
+    /// What to do with the response.
+    pub action: ResponseAction,
+    /// Target URIs whose stored responses to invalidate (remove). Empty except after an unsafe
+    /// method with a non-error status.
+    pub invalidate: Vec<Uri>,
+}

@@ -1,0 +1,221 @@
+//! RFC 9111 §3.1 (storing header fields) and §3.2 (updating stored header fields).
+
+use std::time::SystemTime;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use crate::directives::ResponseDirectives;
+use crate::vary::list_members;
+
+/// Fields that apply to one connection or one proxy hop and are never stored or replayed
+/// (RFC 9111 §3.1; RFC 9110 §7.6.1 and §11.7).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authentication-info",
+    "proxy-authorization",
+];
+
+/// Fields a 304 must not change in a stored response, because the stored body depends on them
+/// (RFC 9111 §3.2: `Content-Length` always; the content coding and range of the stored bytes
+/// "to assure integrity of the stored response").
+const BODY_DEPENDENT: [HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+];
+
+/// The names listed by `Connection`, which are hop-by-hop too (RFC 9110 §7.6.1).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    list_members(headers.get_all(header::CONNECTION).iter())
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
+        .collect()
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_listed(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether a field may be carried from a 304 (or a HEAD response) into a stored response.
+fn is_updatable(name: &HeaderName, connection: &[HeaderName]) -> bool {
+    !HOP_BY_HOP.contains(&name.as_str())
+        && !BODY_DEPENDENT.contains(name)
+        && !connection.contains(name)
+}
+
+/// The header lines to store for a response (RFC 9111 §3.1): hop-by-hop and
+/// `Connection`-listed fields removed, fields named by a qualified `no-cache` removed, fields
+/// named by a qualified `private` removed in a shared cache, and a `Date` added when the origin
+/// sent none (RFC 9110 §6.6.1). Repeated fields stay separate lines in their order.
+pub(crate) fn headers_to_store(
+    response: &HeaderMap,
+    cc: &ResponseDirectives,
+    shared: bool,
+    response_time: SystemTime,
+) -> HeaderMap {
+    let mut headers = response.clone();
+    remove_hop_by_hop(&mut headers);
+    for name in cc.no_cache.fields() {
+        headers.remove(name);
+    }
+    if shared {
+        for name in cc.private.fields() {
+            headers.remove(name);
+        }
+    }
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, http_date(response_time));
+    }
+    headers
+}
+
+/// RFC 9111 §3.2: updates stored header lines with those of a 304 (or of a HEAD response,
+/// §4.3.5). Every field the new response carries replaces all lines of that field; repeated
+/// fields arrive as separate lines and stay so.
+pub(crate) fn update_stored_headers(stored: &mut HeaderMap, new: &HeaderMap) {
+    let connection = connection_listed(new);
+    for name in new.keys() {
+        if !is_updatable(name, &connection) {
+            continue;
+        }
+        stored.remove(name);
+        for value in new.get_all(name) {
+            stored.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7).
+pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
+    // An IMF-fixdate is always a valid header value.
+    HeaderValue::from_str(&httpdate::fmt_http_date(time))
+        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn map(lines: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in lines {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn rfc9111_3_1_hop_by_hop_and_connection_listed_fields_are_not_stored() {
+        let response = map(&[
+            ("connection", "x-session, close"),
+            ("x-session", "abc"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authenticate", "Basic"),
+            ("content-type", "text/plain"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        let stored = headers_to_store(
+            &response,
+            &ResponseDirectives::default(),
+            false,
+            SystemTime::UNIX_EPOCH,
+        );
+        let names: Vec<_> = stored.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "date"]);
+    }
+
+    #[test]
+    fn rfc9111_3_1_repeated_fields_stay_separate_lines() {
+        let response = map(&[
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("link", "</a>; rel=preload"),
+            ("link", "</b>; rel=preload"),
+        ]);
+        let stored = headers_to_store(
+            &response,
+            &ResponseDirectives::default(),
+            false,
+            SystemTime::UNIX_EPOCH,
+        );
+        let cookies: Vec<_> = stored.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(stored.get_all("link").iter().count(), 2);
+    }
+
+    #[test]
+    fn rfc9110_6_6_1_date_added_when_missing() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let stored = headers_to_store(
+            &HeaderMap::new(),
+            &ResponseDirectives::default(),
+            false,
+            time,
+        );
+        assert_eq!(stored["date"], "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn rfc9111_5_2_2_qualified_no_cache_and_private_fields_are_stripped() {
+        let response = map(&[
+            (
+                "cache-control",
+                r#"max-age=60, no-cache="set-cookie", private="x-user""#,
+            ),
+            ("set-cookie", "a=1"),
+            ("x-user", "alice"),
+            ("etag", "\"1\""),
+        ]);
+        let cc = ResponseDirectives::parse(response.get_all("cache-control"));
+        let private = headers_to_store(&response, &cc, false, SystemTime::UNIX_EPOCH);
+        assert!(!private.contains_key("set-cookie"));
+        assert!(
+            private.contains_key("x-user"),
+            "a private cache may keep private fields"
+        );
+        let shared = headers_to_store(&response, &cc, true, SystemTime::UNIX_EPOCH);
+        assert!(!shared.contains_key("set-cookie") && !shared.contains_key("x-user"));
+        assert!(shared.contains_key("etag"));
+    }
+
+    #[test]
+    fn rfc9111_3_2_update_replaces_fields_keeps_body_dependent_ones() {
+        let mut stored = map(&[
+            ("content-length", "10"),
+            ("content-encoding", "gzip"),
+            ("cache-control", "max-age=1"),
+            ("link", "</old>"),
+            ("x-kept", "yes"),
+        ]);
+        let not_modified = map(&[
+            ("content-length", "0"),
+            ("content-encoding", "br"),
+            ("cache-control", "max-age=60"),
+            ("link", "</a>"),
+            ("link", "</b>"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ]);
+        update_stored_headers(&mut stored, &not_modified);
+        assert_eq!(stored["content-length"], "10");
+        assert_eq!(stored["content-encoding"], "gzip");
+        assert_eq!(stored["cache-control"], "max-age=60");
+        let links: Vec<_> = stored.get_all("link").iter().collect();
+        assert_eq!(links, ["</a>", "</b>"]);
+        assert_eq!(stored["x-kept"], "yes");
+        assert!(!stored.contains_key("x-hop") && !stored.contains_key("connection"));
+    }
+}

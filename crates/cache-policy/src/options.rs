@@ -1,0 +1,188 @@
+//! Configuration of a [`CachePolicy`](crate::CachePolicy).
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+/// How a cache may assign a heuristic freshness lifetime to a response without explicit
+/// freshness (RFC 9111 §4.2.2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heuristics {
+    /// The fraction of the time since `Last-Modified` used as freshness lifetime. RFC 9111
+    /// §4.2.2 suggests "no more than some fraction", typically 10 %.
+    pub fraction: f64,
+    /// The longest heuristic lifetime assigned.
+    pub max: Duration,
+}
+
+impl Default for Heuristics {
+    /// 10 % of the time since `Last-Modified`, at most one day.
+    fn default() -> Self {
+        Heuristics {
+            fraction: 0.1,
+            max: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// When stale responses may be served beyond what a request's `max-stale` allows (RFC 9111
+/// §4.2.4, RFC 5861).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeStale {
+    /// Honour the `stale-while-revalidate` and `stale-if-error` directives of responses and
+    /// requests (RFC 5861). On by default.
+    pub use_directives: bool,
+    /// A `stale-while-revalidate` window for responses that carry none, by configuration
+    /// ("an out-of-band contract", §4.2.4). Zero by default.
+    pub default_stale_while_revalidate: Duration,
+    /// A `stale-if-error` window for responses that carry none. Zero by default.
+    pub default_stale_if_error: Duration,
+}
+
+impl Default for ServeStale {
+    fn default() -> Self {
+        ServeStale {
+            use_directives: true,
+            default_stale_while_revalidate: Duration::ZERO,
+            default_stale_if_error: Duration::ZERO,
+        }
+    }
+}
+
+impl ServeStale {
+    /// Never serve stale responses unless a request asks for it with `max-stale`.
+    pub fn never() -> Self {
+        ServeStale {
+            use_directives: false,
+            ..ServeStale::default()
+        }
+    }
+}
+
+/// Options of a [`CachePolicy`](crate::CachePolicy). Start from [`PolicyOptions::default`]
+/// (a private cache that follows RFC 9111) and change what you need with the builder methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_policy::PolicyOptions;
+///
+/// let options = PolicyOptions::default()
+///     .shared(true)
+///     .max_ttl(Duration::from_secs(3600));
+/// assert!(options.shared);
+/// assert_eq!(options.max_ttl, Some(Duration::from_secs(3600)));
+/// assert!(options.heuristics.is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PolicyOptions {
+    /// A shared cache (a proxy or CDN) rather than a private one (a client's own cache).
+    /// Shared caches honour `s-maxage`, `proxy-revalidate` and `private`, and do not store
+    /// responses to requests with `Authorization` unless allowed (RFC 9111 §3.5). Default:
+    /// private.
+    pub shared: bool,
+    /// Request methods whose responses may be stored and reused. Default: `GET` and `HEAD`.
+    /// Adding `POST` makes POST responses storable; the caller must then key them by body.
+    pub cacheable_methods: Vec<Method>,
+    /// When set, only responses with one of these statuses are stored, overriding the RFC's
+    /// list of understood statuses (206 and 304 are still never stored as full responses).
+    pub cacheable_statuses: Option<Vec<StatusCode>>,
+    /// Heuristic freshness (RFC 9111 §4.2.2); `None` disables it.
+    pub heuristics: Option<Heuristics>,
+    /// Serving stale responses (RFC 9111 §4.2.4, RFC 5861).
+    pub serve_stale: ServeStale,
+    /// Revalidate every stored response before reuse, as if each carried `no-cache`.
+    pub always_revalidate: bool,
+    /// Store and reuse responses regardless of `Cache-Control`, `Expires`, `Pragma` and
+    /// `Authorization`, for `default_ttl` (or the response's own freshness when
+    /// `default_ttl` is unset). Not RFC 9111 behaviour: for caching APIs that send no
+    /// caching headers.
+    pub ignore_rules: bool,
+    /// A freshness lifetime for storable responses without explicit freshness, used before
+    /// heuristics. Opt-in; `None` by default.
+    pub default_ttl: Option<Duration>,
+    /// An upper bound on every freshness lifetime.
+    pub max_ttl: Option<Duration>,
+    /// Honour the `CDN-Cache-Control` targeted field (RFC 9213) in place of `Cache-Control`
+    /// and `Expires`. Only meaningful for shared caches; off by default.
+    pub cdn_cache_control: bool,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions {
+            shared: false,
+            cacheable_methods: vec![Method::GET, Method::HEAD],
+            cacheable_statuses: None,
+            heuristics: Some(Heuristics::default()),
+            serve_stale: ServeStale::default(),
+            always_revalidate: false,
+            ignore_rules: false,
+            default_ttl: None,
+            max_ttl: None,
+            cdn_cache_control: false,
+        }
+    }
+}
+
+impl PolicyOptions {
+    /// Sets [`shared`](PolicyOptions::shared).
+    pub fn shared(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Sets [`cacheable_methods`](PolicyOptions::cacheable_methods).
+    pub fn cacheable_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.cacheable_methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Sets [`cacheable_statuses`](PolicyOptions::cacheable_statuses).
+    pub fn cacheable_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.cacheable_statuses = Some(statuses.into_iter().collect());
+        self
+    }
+
+    /// Sets [`heuristics`](PolicyOptions::heuristics); `None` disables them.
+    pub fn heuristics(mut self, heuristics: Option<Heuristics>) -> Self {
+        self.heuristics = heuristics;
+        self
+    }
+
+    /// Sets [`serve_stale`](PolicyOptions::serve_stale).
+    pub fn serve_stale(mut self, serve_stale: ServeStale) -> Self {
+        self.serve_stale = serve_stale;
+        self
+    }
+
+    /// Sets [`always_revalidate`](PolicyOptions::always_revalidate).
+    pub fn always_revalidate(mut self, always: bool) -> Self {
+        self.always_revalidate = always;
+        self
+    }
+
+    /// Sets [`ignore_rules`](PolicyOptions::ignore_rules).
+    pub fn ignore_rules(mut self, ignore: bool) -> Self {
+        self.ignore_rules = ignore;
+        self
+    }
+
+    /// Sets [`default_ttl`](PolicyOptions::default_ttl).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`max_ttl`](PolicyOptions::max_ttl).
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = Some(ttl);
+        self
+    }
+
+    /// Sets [`cdn_cache_control`](PolicyOptions::cdn_cache_control).
+    pub fn cdn_cache_control(mut self, enabled: bool) -> Self {
+        self.cdn_cache_control = enabled;
+        self
+    }
+}

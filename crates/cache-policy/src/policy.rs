@@ -1,0 +1,809 @@
+//! The state machine: [`CachePolicy::lookup`] before the origin, [`CachePolicy::after_response`]
+//! after it, [`CachePolicy::on_error`] when it cannot be reached.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderName, HeaderValue, AUTHORIZATION};
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::decision::{
+    AfterResponse, ForwardReason, Lookup, NotStorable, ResponseAction, RevalidateReason,
+    Revalidation, Serve, StaleReason, Update,
+};
+use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives, DELTA_SECONDS_MAX};
+use crate::freshness::{self, date_value, Freshness};
+use crate::headers::{headers_to_store, http_date, update_stored_headers};
+use crate::uri::{effective_uri, resolve, same_origin};
+use crate::{validation, vary, PolicyOptions, StoredResponse};
+
+/// The RFC 9213 targeted field for CDNs.
+const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// How long a stale response with validators is kept so it can be revalidated, at least.
+const REVALIDATION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The parts of a request the policy reads. Build one from a `Request<B>` or its `Parts`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request target, in absolute form or origin form (then `Host` gives the authority).
+    pub uri: &'a Uri,
+    /// The request header lines.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> From<&'a http::request::Parts> for RequestHead<'a> {
+    fn from(parts: &'a http::request::Parts) -> Self {
+        RequestHead {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+        }
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for RequestHead<'a> {
+    fn from(request: &'a http::Request<B>) -> Self {
+        RequestHead {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+        }
+    }
+}
+
+/// The parts of a response the policy reads. Build one from a `Response<B>` or its `Parts`.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHead<'a> {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response header lines.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> From<&'a http::response::Parts> for ResponseHead<'a> {
+    fn from(parts: &'a http::response::Parts) -> Self {
+        ResponseHead {
+            status: parts.status,
+            headers: &parts.headers,
+        }
+    }
+}
+
+impl<'a, B> From<&'a http::Response<B>> for ResponseHead<'a> {
+    fn from(response: &'a http::Response<B>) -> Self {
+        ResponseHead {
+            status: response.status(),
+            headers: response.headers(),
+        }
+    }
+}
+
+/// The RFC 9111 state machine. It holds only options: every decision takes the request, the
+/// stored candidates and the current time, and returns what to do next.
+///
+/// # Example
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cache_policy::{CachePolicy, Lookup, ResponseAction};
+/// use http::{Request, Response};
+///
+/// let policy = CachePolicy::default();
+/// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let request = Request::get("http://example.com/a").body(()).unwrap();
+///
+/// // Nothing stored yet: go to the origin.
+/// let candidates: Vec<cache_policy::StoredResponse> = Vec::new();
+/// assert!(matches!(policy.lookup(&request, &candidates, t0), Lookup::Forward(_)));
+///
+/// // The origin answers; the policy says to store it.
+/// let response = Response::builder()
+///     .header("cache-control", "max-age=60")
+///     .body(())
+///     .unwrap();
+/// let decision = policy.after_response(&request, &response, t0, t0, &candidates);
+/// let ResponseAction::Store { entry, .. } = decision.action else { panic!() };
+///
+/// // Thirty seconds later the stored response is fresh, with `Age: 30`.
+/// let later = t0 + Duration::from_secs(30);
+/// let Lookup::Fresh(serve) = policy.lookup(&request, &[entry], later) else { panic!() };
+/// assert_eq!(serve.response.headers["age"], "30");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CachePolicy {
+    options: PolicyOptions,
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Whether a stored response to `stored` may answer a request with method `presented` (RFC
+/// 9111 §4): the same method, or a stored GET for a HEAD (§4.3.5).
+fn method_allows(stored: &Method, presented: &Method) -> bool {
+    stored == presented || (*stored == Method::GET && *presented == Method::HEAD)
+}
+
+/// Statuses whose caching requirements this cache implements (RFC 9111 §3, must-understand):
+/// every final status with defined semantics, except 206 and 304, which are never stored.
+fn is_understood(status: StatusCode) -> bool {
+    status.canonical_reason().is_some()
+        && !status.is_informational()
+        && status != StatusCode::PARTIAL_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
+fn is_conditional(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE)
+}
+
+fn seconds(duration: Duration) -> HeaderValue {
+    HeaderValue::from(duration.as_secs().min(DELTA_SECONDS_MAX))
+}
+
+impl CachePolicy {
+    /// A policy with these options.
+    pub fn new(options: PolicyOptions) -> Self {
+        CachePolicy { options }
+    }
+
+    /// The options of this policy.
+    pub fn options(&self) -> &PolicyOptions {
+        &self.options
+    }
+
+    /// The directives governing a stored or received response, and whether `Expires` counts:
+    /// RFC 9213's `CDN-Cache-Control`, when enabled for a shared cache and valid, replaces
+    /// `Cache-Control` and `Expires`.
+    fn response_directives(&self, headers: &HeaderMap) -> (ResponseDirectives, bool) {
+        if self.options.cdn_cache_control && self.options.shared {
+            let targeted = ResponseDirectives::parse(headers.get_all(CDN_CACHE_CONTROL));
+            if !targeted.is_empty() {
+                return (targeted, false);
+            }
+        }
+        (
+            ResponseDirectives::parse(headers.get_all(header::CACHE_CONTROL)),
+            true,
+        )
+    }
+
+    fn request_directives(&self, headers: &HeaderMap) -> RequestDirectives {
+        if self.options.ignore_rules {
+            // Only the client's refusal to talk to the origin still counts.
+            let parsed = RequestDirectives::from_headers(headers);
+            let mut cc = RequestDirectives::default();
+            cc.only_if_cached = parsed.only_if_cached;
+            return cc;
+        }
+        RequestDirectives::from_headers(headers)
+    }
+
+    /// RFC 9111 §4.2: the freshness of a stored response at `now`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use cache_policy::{CachePolicy, StoredResponse};
+    /// use http::{HeaderMap, Method, StatusCode, Uri};
+    ///
+    /// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("cache-control", "max-age=100".parse().unwrap());
+    /// headers.insert("age", "10".parse().unwrap());
+    /// let stored = StoredResponse {
+    ///     method: Method::GET, uri: Uri::from_static("http://a/"), status: StatusCode::OK,
+    ///     headers, vary_request_headers: HeaderMap::new(), request_time: t0, response_time: t0,
+    /// };
+    /// let freshness = CachePolicy::default().freshness(&stored, t0 + Duration::from_secs(5));
+    /// assert_eq!(freshness.age, Duration::from_secs(15));
+    /// assert_eq!(freshness.time_to_live(), Duration::from_secs(85));
+    /// ```
+    pub fn freshness(&self, stored: &StoredResponse, now: SystemTime) -> Freshness {
+        let (cc, use_expires) = self.response_directives(&stored.headers);
+        self.freshness_with(stored, &cc, use_expires, now)
+    }
+
+    fn freshness_with(
+        &self,
+        stored: &StoredResponse,
+        cc: &ResponseDirectives,
+        use_expires: bool,
+        now: SystemTime,
+    ) -> Freshness {
+        let (lifetime, source) = freshness::lifetime(stored, cc, use_expires, &self.options);
+        Freshness {
+            lifetime,
+            age: freshness::current_age(stored, now),
+            source,
+        }
+    }
+
+    /// Whether directives forbid serving this response stale (RFC 9111 §4.2.4): `no-cache`,
+    /// `must-revalidate`, and in a shared cache `proxy-revalidate` or `s-maxage`.
+    fn forbids_stale(&self, cc: &ResponseDirectives) -> bool {
+        if self.options.ignore_rules {
+            return false;
+        }
+        cc.no_cache.is_whole()
+            || cc.must_revalidate
+            || (self.options.shared && (cc.proxy_revalidate || cc.s_maxage.is_some()))
+    }
+
+    fn stale_while_revalidate(&self, cc: &ResponseDirectives) -> Duration {
+        let configured = self.options.serve_stale.default_stale_while_revalidate;
+        let directive = match (
+            self.options.serve_stale.use_directives,
+            cc.stale_while_revalidate,
+        ) {
+            (true, Some(s)) => Duration::from_secs(s),
+            _ => Duration::ZERO,
+        };
+        directive.max(configured)
+    }
+
+    fn stale_if_error(&self, cc: &ResponseDirectives, request: &RequestDirectives) -> Duration {
+        let configured = self.options.serve_stale.default_stale_if_error;
+        if !self.options.serve_stale.use_directives {
+            return configured;
+        }
+        // RFC 5861 §4: the request directive, when present, says what the client accepts.
+        if let Some(s) = request.stale_if_error {
+            return Duration::from_secs(s);
+        }
+        cc.stale_if_error
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::ZERO)
+            .max(configured)
+    }
+
+    /// The candidate that would answer `request` (RFC 9111 §4.1: same method, matching `Vary`;
+    /// the most recent by `Date` when several match), and whether any candidate had a usable
+    /// method at all.
+    fn select<'c, C: AsRef<StoredResponse>>(
+        &self,
+        request: RequestHead<'_>,
+        candidates: &'c [C],
+    ) -> (Option<(usize, &'c StoredResponse)>, bool) {
+        let mut any_method_match = false;
+        let mut best: Option<(usize, &StoredResponse)> = None;
+        for (index, candidate) in candidates.iter().enumerate() {
+            let candidate = candidate.as_ref();
+            if !method_allows(&candidate.method, request.method) {
+                continue;
+            }
+            any_method_match = true;
+            if !vary::matches(candidate, request.headers) {
+                continue;
+            }
+            let newer = match best {
+                None => true,
+                Some((_, current)) => {
+                    (date_value(candidate), candidate.response_time)
+                        > (date_value(current), current.response_time)
+                }
+            };
+            if newer {
+                best = Some((index, candidate));
+            }
+        }
+        (best, any_method_match)
+    }
+
+    fn serve(&self, index: usize, stored: &StoredResponse, freshness: Freshness) -> Serve {
+        let (mut response, ()) = http::Response::new(()).into_parts();
+        response.status = stored.status;
+        response.headers = stored.headers.clone();
+        response.headers.insert(header::AGE, seconds(freshness.age));
+        Serve {
+            index,
+            response,
+            freshness,
+        }
+    }
+
+    /// A 304 for a client whose conditional request a stored response satisfies, with the
+    /// fields RFC 9110 §15.4.5 requires.
+    fn not_modified(&self, index: usize, stored: &StoredResponse, freshness: Freshness) -> Serve {
+        let (mut response, ()) = http::Response::new(()).into_parts();
+        response.status = StatusCode::NOT_MODIFIED;
+        for name in [
+            header::CACHE_CONTROL,
+            header::CONTENT_LOCATION,
+            header::DATE,
+            header::ETAG,
+            header::EXPIRES,
+            header::VARY,
+        ] {
+            for value in stored.headers.get_all(&name) {
+                response.headers.append(name.clone(), value.clone());
+            }
+        }
+        response.headers.insert(header::AGE, seconds(freshness.age));
+        Serve {
+            index,
+            response,
+            freshness,
+        }
+    }
+
+    fn serve_or_not_modified(
+        &self,
+        request: RequestHead<'_>,
+        index: usize,
+        stored: &StoredResponse,
+        freshness: Freshness,
+    ) -> Serve {
+        if validation::client_condition_met(request.headers, stored) == Some(true) {
+            self.not_modified(index, stored, freshness)
+        } else {
+            self.serve(index, stored, freshness)
+        }
+    }
+
+    fn revalidation<C: AsRef<StoredResponse>>(
+        &self,
+        request: RequestHead<'_>,
+        index: usize,
+        selected: &StoredResponse,
+        candidates: &[C],
+        reason: RevalidateReason,
+        freshness: Freshness,
+    ) -> Revalidation {
+        let usable = candidates
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|c| method_allows(&c.method, request.method));
+        Revalidation {
+            index,
+            conditional_headers: validation::conditional_headers(selected, usable),
+            reason,
+            freshness,
+        }
+    }
+
+    /// RFC 9111 §4: decides how to answer `request` given the stored responses for its primary
+    /// key (`candidates`, in any order; the store's variants) at time `now`.
+    ///
+    /// The caller serves, revalidates, forwards or answers 504 as the returned [`Lookup`] says.
+    pub fn lookup<'r, C: AsRef<StoredResponse>>(
+        &self,
+        request: impl Into<RequestHead<'r>>,
+        candidates: &[C],
+        now: SystemTime,
+    ) -> Lookup {
+        let request = request.into();
+        if !self.options.cacheable_methods.contains(request.method) {
+            return Lookup::Forward(ForwardReason::Method);
+        }
+        if request.headers.contains_key(header::RANGE) {
+            return Lookup::Forward(ForwardReason::Range);
+        }
+        if request.headers.contains_key(header::IF_MATCH)
+            || request.headers.contains_key(header::IF_UNMODIFIED_SINCE)
+            || request.headers.contains_key(header::IF_RANGE)
+        {
+            return Lookup::Forward(ForwardReason::Precondition);
+        }
+        let request_cc = self.request_directives(request.headers);
+        let (selected, any_method_match) = self.select(request, candidates);
+        let Some((index, stored)) = selected else {
+            if request_cc.only_if_cached {
+                return Lookup::GatewayTimeout;
+            }
+            return Lookup::Forward(if any_method_match {
+                ForwardReason::VaryMiss
+            } else {
+                ForwardReason::UriMiss
+            });
+        };
+
+        let (cc, use_expires) = self.response_directives(&stored.headers);
+        let freshness = self.freshness_with(stored, &cc, use_expires, now);
+
+        let must_validate = if cc.no_cache.is_whole() && !self.options.ignore_rules {
+            Some(RevalidateReason::ResponseNoCache)
+        } else if self.options.always_revalidate {
+            Some(RevalidateReason::AlwaysRevalidate)
+        } else if request_cc.no_cache {
+            Some(RevalidateReason::RequestNoCache)
+        } else if request_cc
+            .max_age
+            .is_some_and(|max_age| freshness.age > Duration::from_secs(max_age))
+        {
+            Some(RevalidateReason::RequestMaxAge)
+        } else {
+            None
+        };
+
+        if must_validate.is_none() {
+            let fresh_enough = freshness.is_fresh()
+                && request_cc.min_fresh.is_none_or(|min_fresh| {
+                    freshness.time_to_live() >= Duration::from_secs(min_fresh)
+                });
+            if fresh_enough {
+                return if validation::client_condition_met(request.headers, stored) == Some(true) {
+                    Lookup::NotModified(self.not_modified(index, stored, freshness))
+                } else {
+                    Lookup::Fresh(self.serve(index, stored, freshness))
+                };
+            }
+            if !self.forbids_stale(&cc) {
+                let staleness = freshness.staleness();
+                let max_stale_allows = match request_cc.max_stale {
+                    Some(MaxStale::Any) => true,
+                    Some(MaxStale::Seconds(s)) => staleness <= Duration::from_secs(s),
+                    None => false,
+                };
+                if max_stale_allows {
+                    return Lookup::Stale {
+                        serve: self.serve_or_not_modified(request, index, stored, freshness),
+                        reason: StaleReason::MaxStale,
+                        revalidate: None,
+                    };
+                }
+                if staleness < self.stale_while_revalidate(&cc) && !request_cc.only_if_cached {
+                    let revalidate = self.revalidation(
+                        request,
+                        index,
+                        stored,
+                        candidates,
+                        RevalidateReason::Stale,
+                        freshness,
+                    );
+                    return Lookup::Stale {
+                        serve: self.serve_or_not_modified(request, index, stored, freshness),
+                        reason: StaleReason::StaleWhileRevalidate,
+                        revalidate: Some(revalidate),
+                    };
+                }
+            }
+        }
+
+        if request_cc.only_if_cached {
+            return Lookup::GatewayTimeout;
+        }
+        let reason = must_validate.unwrap_or(if freshness.is_fresh() {
+            RevalidateReason::RequestMinFresh
+        } else {
+            RevalidateReason::Stale
+        });
+        Lookup::Revalidate(self.revalidation(request, index, stored, candidates, reason, freshness))
+    }
+
+    /// RFC 5861 §4: whether a stale response may be served because the origin could not be
+    /// reached (`stale-if-error`). Returns the response to serve, if any.
+    ///
+    /// Call it when the request to the origin failed with a transport error. For 5xx answers
+    /// [`after_response`](Self::after_response) makes the same decision.
+    pub fn on_error<'r, C: AsRef<StoredResponse>>(
+        &self,
+        request: impl Into<RequestHead<'r>>,
+        candidates: &[C],
+        now: SystemTime,
+    ) -> Option<Serve> {
+        let request = request.into();
+        if !self.options.cacheable_methods.contains(request.method) {
+            return None;
+        }
+        let (Some((index, stored)), _) = self.select(request, candidates) else {
+            return None;
+        };
+        let (cc, use_expires) = self.response_directives(&stored.headers);
+        let freshness = self.freshness_with(stored, &cc, use_expires, now);
+        if self.forbids_stale(&cc) {
+            return None;
+        }
+        let request_cc = self.request_directives(request.headers);
+        if freshness.is_fresh() || freshness.staleness() <= self.stale_if_error(&cc, &request_cc) {
+            Some(self.serve_or_not_modified(request, index, stored, freshness))
+        } else {
+            None
+        }
+    }
+
+    /// RFC 9111 §4.4: the URIs to invalidate after `response` to an unsafe `request`: the
+    /// target URI, and the `Location` and `Content-Location` URIs when they share its origin.
+    fn invalidations(&self, request: RequestHead<'_>, response: ResponseHead<'_>) -> Vec<Uri> {
+        let status = response.status;
+        if is_safe(request.method) || !(status.is_success() || status.is_redirection()) {
+            return Vec::new();
+        }
+        let Some(target) = effective_uri(request.uri, request.headers) else {
+            return Vec::new();
+        };
+        let mut uris = Vec::new();
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            if let Some(value) = response.headers.get(name) {
+                if let Some(uri) = resolve(&target, value.as_bytes()) {
+                    if same_origin(&target, &uri) && uri != target && !uris.contains(&uri) {
+                        uris.push(uri);
+                    }
+                }
+            }
+        }
+        uris.insert(0, target);
+        uris
+    }
+
+    /// RFC 9111 §3: whether a response may be stored.
+    fn storable(
+        &self,
+        request: RequestHead<'_>,
+        request_cc: &RequestDirectives,
+        response: ResponseHead<'_>,
+        cc: &ResponseDirectives,
+        use_expires: bool,
+    ) -> Result<(), NotStorable> {
+        let status = response.status;
+        if !self.options.cacheable_methods.contains(request.method) {
+            return Err(NotStorable::Method);
+        }
+        if *request.method == Method::HEAD {
+            return Err(NotStorable::HeadResponse);
+        }
+        if request.headers.contains_key(header::RANGE) {
+            return Err(NotStorable::Range);
+        }
+        if status == StatusCode::PARTIAL_CONTENT {
+            return Err(NotStorable::PartialContent);
+        }
+        if status.is_informational() || status == StatusCode::NOT_MODIFIED {
+            return Err(NotStorable::Status);
+        }
+        if let Some(statuses) = &self.options.cacheable_statuses {
+            if !statuses.contains(&status) {
+                return Err(NotStorable::Status);
+            }
+        }
+        if vary::varies_on_everything(response.headers) {
+            return Err(NotStorable::VaryStar);
+        }
+        if self.options.ignore_rules {
+            return Ok(());
+        }
+        if request_cc.no_store {
+            return Err(NotStorable::RequestNoStore);
+        }
+        let understood = is_understood(status);
+        if cc.must_understand && !understood {
+            return Err(NotStorable::MustUnderstand);
+        }
+        if cc.no_store && !(cc.must_understand && understood) {
+            return Err(NotStorable::NoStore);
+        }
+        if self.options.shared && cc.private.is_whole() {
+            return Err(NotStorable::Private);
+        }
+        if self.options.shared
+            && request.headers.contains_key(AUTHORIZATION)
+            && !(cc.must_revalidate || cc.public || cc.s_maxage.is_some())
+        {
+            return Err(NotStorable::Authorization);
+        }
+        let reusable = cc.public
+            || (!self.options.shared && cc.private != Default::default())
+            || (use_expires && response.headers.contains_key(header::EXPIRES))
+            || cc.max_age.is_some()
+            || (self.options.shared && cc.s_maxage.is_some())
+            || freshness::is_heuristically_cacheable(status)
+            || self.options.default_ttl.is_some()
+            || self.options.cacheable_statuses.is_some();
+        if !reusable {
+            return Err(NotStorable::NoFreshnessInformation);
+        }
+        Ok(())
+    }
+
+    /// The physical TTL of a stored response: freshness left, plus the stale windows, plus a
+    /// retention period when it has validators (a stale response is still worth a conditional
+    /// request).
+    fn ttl(
+        &self,
+        stored: &StoredResponse,
+        cc: &ResponseDirectives,
+        freshness: Freshness,
+    ) -> Duration {
+        let mut keep = Duration::ZERO;
+        if !self.forbids_stale(cc) {
+            let request_default = RequestDirectives::default();
+            keep = self
+                .stale_while_revalidate(cc)
+                .max(self.stale_if_error(cc, &request_default));
+        }
+        if validation::has_validator(stored) {
+            keep = keep.max(freshness.lifetime.max(REVALIDATION_RETENTION));
+        }
+        freshness.time_to_live().saturating_add(keep)
+    }
+
+    fn update(
+        &self,
+        index: usize,
+        stored: &StoredResponse,
+        new_headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Update {
+        let mut entry = stored.clone();
+        update_stored_headers(&mut entry.headers, new_headers);
+        if !new_headers.contains_key(header::DATE) {
+            // The stored Date would make the refreshed response look old (RFC 9110 §6.6.1).
+            entry.headers.insert(header::DATE, http_date(response_time));
+        }
+        if !new_headers.contains_key(header::AGE) {
+            entry.headers.remove(header::AGE);
+        }
+        entry.request_time = request_time;
+        entry.response_time = response_time;
+        let (cc, use_expires) = self.response_directives(&entry.headers);
+        let freshness = self.freshness_with(&entry, &cc, use_expires, response_time);
+        let ttl = self.ttl(&entry, &cc, freshness);
+        Update { index, entry, ttl }
+    }
+
+    /// Decides what to do with the origin's answer (RFC 9111 §3, §4.3.3 to §4.3.5, §4.4,
+    /// RFC 5861 §4).
+    ///
+    /// `request` is the client's request as received (without the validators the cache added),
+    /// `request_time` and `response_time` bracket the exchange with the origin (§4.2.3), and
+    /// `candidates` are the stored responses passed to [`lookup`](Self::lookup).
+    pub fn after_response<'r, 's, C: AsRef<StoredResponse>>(
+        &self,
+        request: impl Into<RequestHead<'r>>,
+        response: impl Into<ResponseHead<'s>>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        candidates: &[C],
+    ) -> AfterResponse {
+        let request = request.into();
+        let response = response.into();
+        let invalidate = self.invalidations(request, response);
+        let action =
+            self.response_action(request, response, request_time, response_time, candidates);
+        AfterResponse { action, invalidate }
+    }
+
+    fn response_action<C: AsRef<StoredResponse>>(
+        &self,
+        request: RequestHead<'_>,
+        response: ResponseHead<'_>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        candidates: &[C],
+    ) -> ResponseAction {
+        let usable: Vec<(usize, &StoredResponse)> = if is_safe(request.method) {
+            candidates
+                .iter()
+                .map(AsRef::as_ref)
+                .enumerate()
+                .filter(|(_, c)| method_allows(&c.method, request.method))
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        if response.status == StatusCode::NOT_MODIFIED && !usable.is_empty() {
+            return self.on_not_modified(request, response, request_time, response_time, &usable);
+        }
+
+        if matches!(response.status.as_u16(), 500 | 502 | 503 | 504) && !usable.is_empty() {
+            if let Some(serve) = self.on_error(request, candidates, response_time) {
+                return ResponseAction::ServeStale(serve);
+            }
+        }
+
+        if *request.method == Method::HEAD {
+            if response.status == StatusCode::OK && !usable.is_empty() {
+                return self.on_head(request, response, request_time, response_time, &usable);
+            }
+            return ResponseAction::PassThrough(NotStorable::HeadResponse);
+        }
+
+        let request_cc = self.request_directives(request.headers);
+        let (cc, use_expires) = self.response_directives(response.headers);
+        if let Err(reason) = self.storable(request, &request_cc, response, &cc, use_expires) {
+            return ResponseAction::PassThrough(reason);
+        }
+        let entry = StoredResponse {
+            method: request.method.clone(),
+            uri: effective_uri(request.uri, request.headers).unwrap_or_else(|| request.uri.clone()),
+            status: response.status,
+            headers: headers_to_store(response.headers, &cc, self.options.shared, response_time),
+            vary_request_headers: vary::selecting_headers(response.headers, request.headers),
+            request_time,
+            response_time,
+        };
+        let freshness = self.freshness_with(&entry, &cc, use_expires, response_time);
+        let ttl = self.ttl(&entry, &cc, freshness);
+        let replaces = usable
+            .iter()
+            .filter(|(_, c)| c.method == entry.method && vary::matches(c, request.headers))
+            .map(|(i, _)| *i)
+            .collect();
+        ResponseAction::Store {
+            entry,
+            ttl,
+            freshness,
+            replaces,
+        }
+    }
+
+    /// RFC 9111 §4.3.3 and §4.3.4: a 304 from the origin.
+    fn on_not_modified(
+        &self,
+        request: RequestHead<'_>,
+        response: ResponseHead<'_>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        usable: &[(usize, &StoredResponse)],
+    ) -> ResponseAction {
+        let stored: Vec<&StoredResponse> = usable.iter().map(|(_, c)| *c).collect();
+        let selected = validation::select_for_update(response.headers, &stored);
+        let updates: Vec<Update> = selected
+            .into_iter()
+            .map(|i| {
+                let (index, candidate) = usable[i];
+                self.update(
+                    index,
+                    candidate,
+                    response.headers,
+                    request_time,
+                    response_time,
+                )
+            })
+            .collect();
+        // Serve the most recent refreshed response that matches this request.
+        let serve = updates
+            .iter()
+            .filter(|u| vary::matches(&u.entry, request.headers))
+            .max_by_key(|u| (date_value(&u.entry), u.entry.response_time));
+        match serve {
+            Some(update) => {
+                let (cc, use_expires) = self.response_directives(&update.entry.headers);
+                let freshness = self.freshness_with(&update.entry, &cc, use_expires, response_time);
+                let serve =
+                    self.serve_or_not_modified(request, update.index, &update.entry, freshness);
+                ResponseAction::Refresh { updates, serve }
+            }
+            None if is_conditional(request.headers) => {
+                ResponseAction::PassThrough(NotStorable::Status)
+            }
+            None => ResponseAction::Refetch,
+        }
+    }
+
+    /// RFC 9111 §4.3.5: a 200 response to HEAD refreshes or invalidates stored GET responses.
+    fn on_head(
+        &self,
+        request: RequestHead<'_>,
+        response: ResponseHead<'_>,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        usable: &[(usize, &StoredResponse)],
+    ) -> ResponseAction {
+        let mut updates = Vec::new();
+        let mut remove = Vec::new();
+        for &(index, candidate) in usable {
+            if !vary::matches(candidate, request.headers) {
+                continue;
+            }
+            if validation::head_matches(response.headers, candidate) {
+                updates.push(self.update(
+                    index,
+                    candidate,
+                    response.headers,
+                    request_time,
+                    response_time,
+                ));
+            } else {
+                remove.push(index);
+            }
+        }
+        ResponseAction::UpdateFromHead { updates, remove }
+    }
+}

@@ -1,0 +1,178 @@
+//! Target URIs (RFC 9110 §7.1) and the URI references that invalidation follows (RFC 9111
+//! §4.4).
+
+use http::header::HOST;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Uri};
+
+/// The target URI of a request (RFC 9110 §7.1): the request-target itself when it is in
+/// absolute form (client side), or rebuilt from the `Host` header for origin-form targets
+/// (server side, proxies). The scheme of an origin-form target is `http`.
+///
+/// Returns `None` when no authority is known.
+///
+/// ```
+/// use cache_policy::effective_uri;
+/// use http::{HeaderMap, Uri};
+///
+/// let absolute = Uri::from_static("https://example.com/a?b");
+/// assert_eq!(effective_uri(&absolute, &HeaderMap::new()), Some(absolute.clone()));
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("host", "example.com:8080".parse().unwrap());
+/// let uri = effective_uri(&Uri::from_static("/a?b"), &headers).unwrap();
+/// assert_eq!(uri, "http://example.com:8080/a?b");
+/// ```
+pub fn effective_uri(uri: &Uri, headers: &HeaderMap) -> Option<Uri> {
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return Some(uri.clone());
+    }
+    let authority = match uri.authority() {
+        Some(authority) => authority.clone(),
+        None => Authority::try_from(headers.get(HOST)?.as_bytes()).ok()?,
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(uri.scheme().cloned().unwrap_or(Scheme::HTTP));
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).ok()
+}
+
+fn port_of(uri: &Uri) -> Option<u16> {
+    uri.port_u16().or(match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        _ => None,
+    })
+}
+
+/// Whether two absolute URIs share scheme, host and port (RFC 6454 origin).
+pub(crate) fn same_origin(a: &Uri, b: &Uri) -> bool {
+    let scheme = |u: &Uri| u.scheme_str().map(str::to_ascii_lowercase);
+    let host = |u: &Uri| u.host().map(str::to_ascii_lowercase);
+    scheme(a).is_some() && scheme(a) == scheme(b) && host(a) == host(b) && port_of(a) == port_of(b)
+}
+
+/// RFC 3986 §5.2.4: removes `.` and `..` segments from a path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut output: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {
+                if i == last {
+                    output.push("");
+                }
+            }
+            ".." => {
+                if output.len() > 1 {
+                    output.pop();
+                }
+                if i == last {
+                    output.push("");
+                }
+            }
+            s => output.push(s),
+        }
+    }
+    let joined = output.join("/");
+    if path.starts_with('/') && !joined.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// RFC 3986 §5.2: resolves a URI reference (as found in `Location` or `Content-Location`)
+/// against an absolute base URI. Fragments are dropped.
+pub(crate) fn resolve(base: &Uri, reference: &[u8]) -> Option<Uri> {
+    let reference = std::str::from_utf8(reference).ok()?.trim();
+    let reference = reference.split('#').next().unwrap_or_default();
+    if let Ok(uri) = reference.parse::<Uri>() {
+        if uri.scheme().is_some() && uri.authority().is_some() {
+            return Some(uri);
+        }
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    let (target, query) = if let Some(rest) = reference.strip_prefix("//") {
+        return format!("{scheme}://{rest}").parse().ok();
+    } else if reference.is_empty() {
+        return Some(base.clone());
+    } else if let Some(query) = reference.strip_prefix('?') {
+        (base.path().to_owned(), Some(query))
+    } else {
+        let (path, query) = match reference.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (reference, None),
+        };
+        let merged = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            let base_path = base.path();
+            let directory = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+            format!("{directory}{path}")
+        };
+        (merged, query)
+    };
+    let path = remove_dot_segments(&target);
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
+    let uri = match query {
+        Some(query) => format!("{scheme}://{authority}{path}?{query}"),
+        None => format!("{scheme}://{authority}{path}"),
+    };
+    uri.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3986_5_4_reference_resolution() {
+        let base = Uri::from_static("http://a/b/c/d;p?q");
+        let cases = [
+            ("g", "http://a/b/c/g"),
+            ("./g", "http://a/b/c/g"),
+            ("g/", "http://a/b/c/g/"),
+            ("/g", "http://a/g"),
+            ("//g", "http://g/"),
+            ("?y", "http://a/b/c/d;p?y"),
+            ("g?y", "http://a/b/c/g?y"),
+            ("g#s", "http://a/b/c/g"),
+            ("..", "http://a/b/"),
+            ("../g", "http://a/b/g"),
+            ("../../g", "http://a/g"),
+            ("../../../g", "http://a/g"),
+            ("http://other/x", "http://other/x"),
+        ];
+        for (reference, expected) in cases {
+            let resolved = resolve(&base, reference.as_bytes()).unwrap();
+            assert_eq!(resolved, expected, "{reference}");
+        }
+    }
+
+    #[test]
+    fn same_origin_compares_scheme_host_and_default_ports() {
+        let a = Uri::from_static("http://Example.com/a");
+        assert!(same_origin(
+            &a,
+            &Uri::from_static("http://example.com:80/b")
+        ));
+        assert!(!same_origin(&a, &Uri::from_static("https://example.com/b")));
+        assert!(!same_origin(&a, &Uri::from_static("http://example.org/b")));
+        assert!(!same_origin(
+            &a,
+            &Uri::from_static("http://example.com:8080/b")
+        ));
+    }
+}
