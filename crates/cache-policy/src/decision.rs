@@ -252,6 +252,9 @@ impl NotStorable {
 }
 
 /// What to do with the origin's response.
+// A decision is built once per response and moved straight into the caller's match: boxing the
+// large variant would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ResponseAction {

@@ -58,6 +58,7 @@
 //! Module map, by RFC 9111 section: [`directives`] (§5.2), freshness and age (§4.2), Vary
 //! (§4.1), header storage and update (§3.1, §3.2), validation (§4.3), invalidation (§4.4).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod decision;
 pub mod directives;

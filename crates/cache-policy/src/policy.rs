@@ -176,10 +176,10 @@ impl CachePolicy {
     fn request_directives(&self, headers: &HeaderMap) -> RequestDirectives {
         if self.options.ignore_rules {
             // Only the client's refusal to talk to the origin still counts.
-            let parsed = RequestDirectives::from_headers(headers);
-            let mut cc = RequestDirectives::default();
-            cc.only_if_cached = parsed.only_if_cached;
-            return cc;
+            return RequestDirectives {
+                only_if_cached: RequestDirectives::from_headers(headers).only_if_cached,
+                ..RequestDirectives::default()
+            };
         }
         RequestDirectives::from_headers(headers)
     }
