@@ -25,6 +25,9 @@
 
 mod body;
 pub mod codec;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod error;
 #[cfg(feature = "memory")]
 mod memory;
