@@ -29,6 +29,9 @@ pub mod codec;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
+#[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+pub mod fs;
 #[cfg(feature = "memory")]
 mod memory;
 mod store;
@@ -37,6 +40,9 @@ mod variant;
 pub use body::StoredBody;
 pub use cache_policy::StoredResponse;
 pub use error::StoreError;
+#[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
+pub use fs::{FsStore, FsStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};

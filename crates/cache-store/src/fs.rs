@@ -1,0 +1,1110 @@
+//! The filesystem backend: [`FsStore`].
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/<h0h1>/<h2h3>/<key hash>-<variant hash>.entry      one file per variant
+//! <root>/<h0h1>/<h2h3>/.tmp-<pid>-<n>-<key hash>-<variant hash>  a write in progress
+//! ```
+//!
+//! The key hash is the 128-bit XXH3 of the primary key in hex (its first four hex digits pick
+//! the two fan-out directories); the variant hash is the 64-bit XXH3 of the [`VariantId`]
+//! bytes. Both are stable across processes and versions. Each file holds one entry in the
+//! [`codec`](crate::codec) format: header section (with the primary key, compared on read, so
+//! a hash collision is a miss), body, body CRC.
+//!
+//! # Crash safety and sharing
+//!
+//! A write goes to a uniquely named temporary file in the destination directory, fed by a
+//! blocking background task so [`EntryWriter::write`] never blocks; the commit writes the
+//! trailer, rewrites the header with the final body length, optionally fsyncs the file, then
+//! renames it over the final name (atomic on POSIX) and optionally fsyncs the directory. A
+//! reader opens a file and keeps that handle: it sees a complete old or a complete new entry,
+//! never a mix, even across processes. A torn file (a crash without fsync) fails its checksums
+//! and is a miss. A 304 update ([`Store::update`]) writes a new header and copies the body into a
+//! new temporary file, then renames it likewise (on Linux the copy is done by the kernel).
+//!
+//! Temporary files older than [`FsStoreBuilder::stale_temp_age`] (left by crashed writers) are
+//! removed when the store first scans the directory.
+//!
+//! # Size bound
+//!
+//! Each process keeps an index of entry files (size, last access by this process), built
+//! lazily by walking the directory on first use, ordered initially by modification time.
+//! After a commit that takes the total over [`FsStoreBuilder::max_size_bytes`], the least
+//! recently used files are deleted. Files written by other processes sharing the directory are
+//! counted once this process reads them or rescans; each process enforces the bound on what it
+//! knows, so the bound is approximate when several processes write.
+//!
+//! # Runtime
+//!
+//! Disk work runs on tokio's blocking pool when a tokio runtime is present (and inline
+//! otherwise).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use cache_policy::StoredResponse;
+use http_body::{Body, Frame};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::codec::{self, BodyChecksum, DecodeError, EntryMeta, PRELUDE_LEN, TRAILER_LEN};
+use crate::{
+    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+};
+
+/// How much a read takes at once: the first read of an entry (a small entry is read whole
+/// in one call) and each chunk of a streamed body.
+const CHUNK: usize = 64 * 1024;
+const ENTRY_SUFFIX: &str = ".entry";
+const TEMP_PREFIX: &str = ".tmp-";
+const LOCK_STRIPES: usize = 64;
+
+/// A store on the local filesystem, safe against crashes and shareable between processes.
+/// See the [module documentation](self) for the layout and guarantees.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_store::StoreError> {
+/// use std::time::{Duration, SystemTime};
+/// use bytes::Bytes;
+/// use cache_store::{FsStore, Store, StoredResponse, WriteOptions};
+/// use http::{HeaderMap, Method, StatusCode, Uri};
+/// use http_body_util::BodyExt;
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = FsStore::builder(dir.path())
+///     .max_size_bytes(1 << 30)
+///     .max_body_size(64 << 20)
+///     .fsync(false)
+///     .build()?;
+///
+/// let now = SystemTime::now();
+/// let response = StoredResponse {
+///     method: Method::GET,
+///     uri: Uri::from_static("https://example.com/"),
+///     status: StatusCode::OK,
+///     headers: HeaderMap::new(),
+///     vary_request_headers: HeaderMap::new(),
+///     request_time: now,
+///     response_time: now,
+/// };
+/// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: None };
+/// let mut writer = store.begin("https://example.com/", response, options).await?;
+/// writer.write(Bytes::from_static(b"hello"))?;
+/// writer.commit().await?;
+///
+/// let entry = store.get("https://example.com/").await?.pop().expect("a hit");
+/// assert_eq!(entry.body.collect().await?.to_bytes(), "hello");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    max_size: u64,
+    max_body_size: u64,
+    fsync: bool,
+    stale_temp_age: Duration,
+    index: OnceLock<Mutex<Index>>,
+    /// Serializes, within this process, the final rename of a commit with the
+    /// read-copy-rename of an update of the same key, so an update never resurrects a body
+    /// that a concurrent commit replaced.
+    locks: Box<[Mutex<()>]>,
+    temp_counter: AtomicU64,
+}
+
+/// Configures an [`FsStore`]; see [`FsStore::builder`].
+#[derive(Debug, Clone)]
+pub struct FsStoreBuilder {
+    root: PathBuf,
+    max_size_bytes: u64,
+    max_body_size: u64,
+    fsync: bool,
+    stale_temp_age: Duration,
+}
+
+impl FsStoreBuilder {
+    /// The total size of entry files kept, in bytes. Default: 1 GiB.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = bytes;
+        self
+    }
+
+    /// The largest body stored; a larger one makes [`EntryWriter::write`] fail with
+    /// [`StoreError::TooLarge`]. Default: 64 MiB, and never more than the total size.
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Whether a commit waits for the file and its directory to reach the disk (`fsync`).
+    /// Without it (the default) a crash may lose recent entries, but never yields a torn one:
+    /// checksums catch it and it is a miss.
+    pub fn fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Temporary files older than this, found when the store first scans its directory, are
+    /// left over from crashed writers and deleted. Default: 10 minutes.
+    pub fn stale_temp_age(mut self, age: Duration) -> Self {
+        self.stale_temp_age = age;
+        self
+    }
+
+    /// Creates the directory if needed and builds the store. The directory is scanned lazily,
+    /// on first use.
+    pub fn build(self) -> Result<FsStore, StoreError> {
+        fs::create_dir_all(&self.root)?;
+        Ok(FsStore {
+            inner: Arc::new(Inner {
+                root: self.root,
+                max_size: self.max_size_bytes,
+                max_body_size: self.max_body_size.min(self.max_size_bytes),
+                fsync: self.fsync,
+                stale_temp_age: self.stale_temp_age,
+                index: OnceLock::new(),
+                locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                temp_counter: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl FsStore {
+    /// A builder for a store in `dir`, with the defaults: 1 GiB in total, bodies up to 64 MiB,
+    /// no fsync.
+    pub fn builder(dir: impl Into<PathBuf>) -> FsStoreBuilder {
+        FsStoreBuilder {
+            root: dir.into(),
+            max_size_bytes: 1 << 30,
+            max_body_size: 64 << 20,
+            fsync: false,
+            stale_temp_age: Duration::from_secs(600),
+        }
+    }
+
+    /// The directory of the store.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The configured limit on the size of one body.
+    pub fn max_body_size(&self) -> u64 {
+        self.inner.max_body_size
+    }
+
+    /// The total size of the entry files this process knows of (scanning the directory first
+    /// if it has not been scanned yet).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.index().total
+    }
+
+    /// The files currently holding variants of `key`, for diagnostics and tests.
+    pub fn variant_paths(&self, key: &str) -> io::Result<Vec<PathBuf>> {
+        self.inner.list_variants(&KeyHash::of(key))
+    }
+
+    /// The temporary files of writes in progress (or left by crashed writers), for diagnostics
+    /// and tests.
+    pub fn temp_paths(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        self.inner.walk(|path, name| {
+            if name.starts_with(TEMP_PREFIX) {
+                out.push(path.to_owned());
+            }
+        })?;
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FsStore")
+            .field("root", &self.inner.root)
+            .field("max_size_bytes", &self.inner.max_size)
+            .field("max_body_size", &self.inner.max_body_size)
+            .field("fsync", &self.inner.fsync)
+            .finish()
+    }
+}
+
+/// The hex XXH3-128 of a primary key.
+struct KeyHash(String);
+
+impl KeyHash {
+    fn of(key: &str) -> Self {
+        KeyHash(format!(
+            "{:032x}",
+            xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+        ))
+    }
+
+    fn stripe(&self) -> usize {
+        usize::from_str_radix(&self.0[28..32], 16).unwrap_or(0) % LOCK_STRIPES
+    }
+}
+
+fn variant_hash(variant: &VariantId) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(variant.as_bytes()))
+}
+
+/// Runs blocking disk work on tokio's blocking pool, or inline without a runtime.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(StoreError::unavailable)?,
+        Err(_) => f(),
+    }
+}
+
+fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+/// Fills `buf` from `offset`, stopping early only at the end of the file. Returns the count.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    if read_full_at(file, buf, offset)? == buf.len() {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    // Directories cannot be opened as files on Windows; the rename is durable there anyway
+    // once the file is.
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    let _ = dir;
+    Ok(())
+}
+
+/// What the lazy index knows of one entry file.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    size: u64,
+    tick: u64,
+}
+
+/// Sizes and access order of the entry files, for the size bound.
+#[derive(Debug, Default)]
+struct Index {
+    files: HashMap<PathBuf, Known>,
+    by_age: BTreeMap<u64, PathBuf>,
+    total: u64,
+    next_tick: u64,
+}
+
+impl Index {
+    fn touch(&mut self, path: &Path, size: u64) {
+        let tick = self.next_tick;
+        self.next_tick += 1;
+        if let Some(old) = self.files.insert(path.to_owned(), Known { size, tick }) {
+            self.by_age.remove(&old.tick);
+            self.total -= old.size;
+        }
+        self.by_age.insert(tick, path.to_owned());
+        self.total += size;
+    }
+
+    fn forget(&mut self, path: &Path) {
+        if let Some(old) = self.files.remove(path) {
+            self.by_age.remove(&old.tick);
+            self.total -= old.size;
+        }
+    }
+
+    /// Deletes least recently used files until the total is within `max`.
+    fn evict(&mut self, max: u64) {
+        while self.total > max {
+            let Some((_, path)) = self.by_age.pop_first() else {
+                break;
+            };
+            if let Some(old) = self.files.remove(&path) {
+                self.total -= old.size;
+            }
+            // Already gone (removed by another process) is as good as deleted.
+            let _ = ignore_not_found(fs::remove_file(&path));
+        }
+    }
+}
+
+impl Inner {
+    fn dir_of(&self, key: &KeyHash) -> PathBuf {
+        self.root.join(&key.0[0..2]).join(&key.0[2..4])
+    }
+
+    fn entry_path(&self, key: &KeyHash, variant: &str) -> PathBuf {
+        self.dir_of(key)
+            .join(format!("{}-{variant}{ENTRY_SUFFIX}", key.0))
+    }
+
+    fn lock(&self, key: &KeyHash) -> MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
+        self.locks[key.stripe()]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The index, scanning the directory on first use. Call from blocking contexts only.
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index
+            .get_or_init(|| Mutex::new(self.scan()))
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls `f(path, file name)` for every file in the two fan-out levels.
+    fn walk(&self, mut f: impl FnMut(&Path, &str)) -> io::Result<()> {
+        for level1 in fs::read_dir(&self.root)? {
+            let level1 = level1?;
+            if !level1.file_type()?.is_dir() {
+                continue;
+            }
+            for level2 in fs::read_dir(level1.path())? {
+                let level2 = level2?;
+                if !level2.file_type()?.is_dir() {
+                    continue;
+                }
+                let files = match fs::read_dir(level2.path()) {
+                    Ok(files) => files,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for file in files {
+                    let file = file?;
+                    if let Some(name) = file.file_name().to_str() {
+                        f(&file.path(), name);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the index from the directory and deletes stale temporary files.
+    fn scan(&self) -> Index {
+        let now = SystemTime::now();
+        let mut found = Vec::new();
+        // A failed walk leaves an index that only knows later writes; the store still works.
+        let _ = self.walk(|path, name| {
+            let Ok(meta) = fs::metadata(path) else {
+                return;
+            };
+            let modified = meta.modified().unwrap_or(now);
+            if name.starts_with(TEMP_PREFIX) {
+                let age = now.duration_since(modified).unwrap_or_default();
+                if age >= self.stale_temp_age {
+                    let _ = fs::remove_file(path);
+                }
+            } else if name.ends_with(ENTRY_SUFFIX) {
+                found.push((modified, path.to_owned(), meta.len()));
+            }
+        });
+        found.sort();
+        let mut index = Index::default();
+        for (_, path, size) in found {
+            index.touch(&path, size);
+        }
+        index
+    }
+
+    fn list_variants(&self, key: &KeyHash) -> io::Result<Vec<PathBuf>> {
+        let dir = self.dir_of(key);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() > key.0.len()
+                && name.starts_with(&key.0)
+                && name.as_bytes()[key.0.len()] == b'-'
+                && name.ends_with(ENTRY_SUFFIX)
+            {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut index = self.index();
+        index.forget(path);
+        ignore_not_found(fs::remove_file(path))
+    }
+
+    fn temp_path(&self, dir: &Path, key: &KeyHash, variant: &str) -> PathBuf {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!(
+            "{TEMP_PREFIX}{}-{n}-{}-{variant}",
+            std::process::id(),
+            key.0
+        ))
+    }
+
+    /// Creates a new temporary file in `dir`, creating the directory if needed.
+    fn create_temp(&self, dir: &Path, key: &KeyHash, variant: &str) -> io::Result<(PathBuf, File)> {
+        let path = self.temp_path(dir, key, variant);
+        let open = || OpenOptions::new().write(true).create_new(true).open(&path);
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                open()?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((path, file))
+    }
+
+    /// Renames a complete temporary file over `dest`, records it and enforces the size bound.
+    fn publish(&self, temp: &Path, dest: &Path, size: u64) -> io::Result<()> {
+        let mut index = self.index();
+        fs::rename(temp, dest)?;
+        index.touch(dest, size);
+        index.evict(self.max_size);
+        Ok(())
+    }
+
+    /// Reads one variant file. `Ok(None)` is a miss (missing, expired, corrupt or another
+    /// key's entry); corrupt and expired files are deleted.
+    fn read_entry(&self, key: &str, path: &Path) -> io::Result<Option<StoredEntry>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            // Removed or replaced between listing and opening.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let file_len = file.metadata()?.len();
+        match decode_open(key, file, file_len) {
+            Ok((meta, body)) => {
+                if meta.expires <= SystemTime::now() {
+                    self.remove_file(path)?;
+                    return Ok(None);
+                }
+                self.index().touch(path, file_len);
+                Ok(Some(StoredEntry {
+                    variant: meta.variant,
+                    response: meta.response,
+                    body,
+                }))
+            }
+            Err(ReadError::Io(e)) => Err(e),
+            // Intact, but another key's: leave it to that key.
+            Err(ReadError::Decode(DecodeError::KeyMismatch)) => Ok(None),
+            Err(ReadError::Decode(_)) => {
+                self.remove_file(path)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<StoredEntry>, StoreError> {
+        let hash = KeyHash::of(key);
+        let mut out = Vec::new();
+        for path in self.list_variants(&hash)? {
+            if let Some(entry) = self.read_entry(key, &path)? {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    fn update(
+        &self,
+        key: &str,
+        variant: &VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let hash = KeyHash::of(key);
+        let vhash = variant_hash(variant);
+        let path = self.entry_path(&hash, &vhash);
+        let _guard = self.lock(&hash);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let file_len = file.metadata()?.len();
+        let (old, header_len) = match read_header(&file, file_len) {
+            Ok(found) => found,
+            Err(ReadError::Io(e)) => return Err(e.into()),
+            Err(ReadError::Decode(_)) => return Ok(()),
+        };
+        if old.key != key || old.variant != *variant {
+            return Ok(());
+        }
+        let meta = EntryMeta {
+            key: key.to_owned(),
+            variant: variant.clone(),
+            response,
+            expires: expiry(ttl),
+            body_len: old.body_len,
+        };
+        let header = codec::encode_header(&meta)?;
+        let dir = self.dir_of(&hash);
+        let (temp, mut out) = self.create_temp(&dir, &hash, &vhash)?;
+        let result = (|| -> Result<u64, StoreError> {
+            out.write_all(&header)?;
+            // Body and trailer are copied as they are: the body checksum still covers them.
+            let rest = old.body_len + TRAILER_LEN as u64;
+            io::Seek::seek(&mut file, io::SeekFrom::Start(header_len as u64))?;
+            let copied = io::copy(&mut (&mut file).take(rest), &mut out)?;
+            if copied != rest {
+                return Err(DecodeError::Truncated.into());
+            }
+            if self.fsync {
+                out.sync_all()?;
+            }
+            Ok(header.len() as u64 + rest)
+        })();
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
+        drop(out);
+        if let Err(e) = self.publish(&temp, &path, size) {
+            let _ = fs::remove_file(&temp);
+            return Err(e.into());
+        }
+        if self.fsync {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self, key: &str, variant: Option<&VariantId>) -> Result<(), StoreError> {
+        let hash = KeyHash::of(key);
+        let paths = match variant {
+            Some(variant) => vec![self.entry_path(&hash, &variant_hash(variant))],
+            None => self.list_variants(&hash)?,
+        };
+        for path in paths {
+            self.remove_file(&path)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        let mut index = self.index();
+        let mut result = Ok(());
+        self.walk(|path, name| {
+            if name.ends_with(ENTRY_SUFFIX) {
+                if let Err(e) = ignore_not_found(fs::remove_file(path)) {
+                    result = Err(e);
+                }
+            }
+        })?;
+        *index = Index {
+            next_tick: index.next_tick,
+            ..Index::default()
+        };
+        Ok(result?)
+    }
+}
+
+fn expiry(ttl: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    // A TTL too large to represent is "as late as we can say".
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+enum ReadError {
+    Io(io::Error),
+    Decode(DecodeError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<DecodeError> for ReadError {
+    fn from(e: DecodeError) -> Self {
+        ReadError::Decode(e)
+    }
+}
+
+/// Reads and decodes the header section of an entry file; checks the file length against it.
+fn read_header(file: &File, file_len: u64) -> Result<(EntryMeta, usize), ReadError> {
+    let mut prelude = [0; PRELUDE_LEN];
+    if read_full_at(file, &mut prelude, 0)? < PRELUDE_LEN {
+        return Err(DecodeError::Truncated.into());
+    }
+    let header_len = codec::header_len(&prelude)?;
+    if header_len as u64 > file_len {
+        return Err(DecodeError::Truncated.into());
+    }
+    let mut header = vec![0; header_len];
+    read_exact_at(file, &mut header, 0)?;
+    let (meta, len) = codec::decode_header(&header)?;
+    check_len(&meta, len, file_len)?;
+    Ok((meta, len))
+}
+
+fn check_len(meta: &EntryMeta, header_len: usize, file_len: u64) -> Result<(), DecodeError> {
+    let expected = (header_len as u64)
+        .checked_add(meta.body_len)
+        .and_then(|n| n.checked_add(TRAILER_LEN as u64));
+    match expected {
+        Some(n) if n == file_len => Ok(()),
+        Some(n) if n > file_len => Err(DecodeError::Truncated),
+        _ => Err(DecodeError::Invalid("bytes after the trailer")),
+    }
+}
+
+/// Decodes an open entry file. A small entry is read whole and checked at once; a larger one
+/// keeps the file open and streams its body from it.
+fn decode_open(key: &str, file: File, file_len: u64) -> Result<(EntryMeta, StoredBody), ReadError> {
+    let first_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(CHUNK);
+    let mut buf = BytesMut::zeroed(first_len);
+    let n = read_full_at(&file, &mut buf, 0)?;
+    buf.truncate(n);
+    let header_len = codec::header_len(&buf)?;
+    if header_len > buf.len() {
+        // A header section larger than the first read: rare, read it whole.
+        if header_len as u64 > file_len {
+            return Err(DecodeError::Truncated.into());
+        }
+        buf.resize(header_len, 0);
+        read_exact_at(&file, &mut buf[n..], n as u64)?;
+    }
+    let (meta, header_len) = codec::decode_header(&buf)?;
+    meta.check_key(key)?;
+    check_len(&meta, header_len, file_len)?;
+
+    if meta.body_len + TRAILER_LEN as u64 <= CHUNK as u64 {
+        // Small: have the whole file in memory, verify it, serve it as one `Bytes`.
+        let total = file_len as usize;
+        if buf.len() < total {
+            let have = buf.len();
+            buf.resize(total, 0);
+            read_exact_at(&file, &mut buf[have..], have as u64)?;
+        }
+        let mut buf = buf.freeze();
+        let mut body = buf.split_off(header_len);
+        let trailer = body.split_off(meta.body_len as usize);
+        let mut crc = BodyChecksum::new();
+        crc.update(&body);
+        crc.verify(&trailer)?;
+        return Ok((meta, StoredBody::full(body)));
+    }
+
+    // Large: the body bytes already read (always fewer than the whole body, so that the last
+    // read from the file is the one that reaches the trailer and can verify it) are the first
+    // frame; the rest streams from the open file.
+    let body_len = meta.body_len;
+    let mut first = buf.freeze().split_off(header_len);
+    first.truncate(usize::try_from(body_len - 1).unwrap_or(usize::MAX));
+    let body = FileBody {
+        file: Arc::new(file),
+        offset: (header_len + first.len()) as u64,
+        remaining: body_len - first.len() as u64,
+        crc: BodyChecksum::new(),
+        first: Some(first).filter(|f| !f.is_empty()),
+        reading: None,
+        done: false,
+    };
+    Ok((meta, StoredBody::stream(body, Some(body_len))))
+}
+
+type ChunkRead = io::Result<(Bytes, Option<[u8; TRAILER_LEN]>)>;
+
+/// A body streamed from an open entry file, verified against its checksum at the end.
+struct FileBody {
+    file: Arc<File>,
+    /// Offset of the next byte to read.
+    offset: u64,
+    /// Body bytes not yet read from the file.
+    remaining: u64,
+    crc: BodyChecksum,
+    first: Option<Bytes>,
+    reading: Option<JoinHandle<ChunkRead>>,
+    done: bool,
+}
+
+/// Reads the next chunk; when it reaches the end of the body, also the trailer.
+fn read_chunk(file: &File, offset: u64, remaining: u64) -> ChunkRead {
+    let want = remaining.min(CHUNK as u64) as usize;
+    let last = want as u64 == remaining;
+    let mut buf = BytesMut::zeroed(want + if last { TRAILER_LEN } else { 0 });
+    read_exact_at(file, &mut buf, offset)?;
+    let trailer = if last {
+        let t = buf.split_off(want);
+        let mut trailer = [0; TRAILER_LEN];
+        trailer.copy_from_slice(&t);
+        Some(trailer)
+    } else {
+        None
+    };
+    Ok((buf.freeze(), trailer))
+}
+
+impl FileBody {
+    fn finish_read(&mut self, read: ChunkRead) -> Option<Result<Frame<Bytes>, StoreError>> {
+        let (data, trailer) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e.into()));
+            }
+        };
+        self.offset += data.len() as u64;
+        self.remaining -= data.len() as u64;
+        self.crc.update(&data);
+        if let Some(trailer) = trailer {
+            self.done = true;
+            let crc = std::mem::take(&mut self.crc);
+            // The last frame is only released once the whole body proved intact.
+            if let Err(e) = crc.verify(&trailer) {
+                return Some(Err(e.into()));
+            }
+        }
+        Some(Ok(Frame::data(data)))
+    }
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = StoreError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(reading) = &mut this.reading {
+                let result = ready!(Pin::new(reading).poll(cx));
+                this.reading = None;
+                let read = result.unwrap_or_else(|e| Err(io::Error::other(e)));
+                return Poll::Ready(this.finish_read(read));
+            }
+            if let Some(first) = this.first.take() {
+                this.crc.update(&first);
+                return Poll::Ready(Some(Ok(Frame::data(first))));
+            }
+            if this.done || this.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            let (file, offset, remaining) = (this.file.clone(), this.offset, this.remaining);
+            match tokio::runtime::Handle::try_current() {
+                // Polled on the next turn of the loop, which registers our waker.
+                Ok(handle) => {
+                    this.reading =
+                        Some(handle.spawn_blocking(move || read_chunk(&file, offset, remaining)));
+                }
+                Err(_) => {
+                    return Poll::Ready(this.finish_read(read_chunk(&file, offset, remaining)))
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+impl Store for FsStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        Box::pin(blocking(move || inner.get(&key)))
+    }
+
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: StoredResponse,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        Box::pin(async move {
+            let limit = self.inner.max_body_size;
+            if options.content_length.is_some_and(|len| len > limit) {
+                return Err(StoreError::TooLarge { limit });
+            }
+            let variant = VariantId::of(&response);
+            let meta = EntryMeta {
+                key: key.to_owned(),
+                variant,
+                response,
+                expires: expiry(options.ttl),
+                body_len: 0,
+            };
+            // Encode now so metadata that cannot be stored fails before any byte is written.
+            let header = codec::encode_header(&meta)?;
+            let (tx, rx) = mpsc::channel();
+            let failed = Arc::new(AtomicBool::new(false));
+            let job = WriteJob {
+                inner: self.inner.clone(),
+                meta,
+                header,
+                failed: failed.clone(),
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(move || job.run(rx));
+                }
+                Err(_) => {
+                    std::thread::Builder::new()
+                        .name("cache-store-fs-writer".into())
+                        .spawn(move || job.run(rx))?;
+                }
+            }
+            Ok(Box::new(FsWriter {
+                tx: Some(tx),
+                len: 0,
+                limit,
+                too_large: false,
+                failed,
+            }) as Box<dyn EntryWriter>)
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let inner = self.inner.clone();
+        let (key, variant) = (key.to_owned(), variant.clone());
+        Box::pin(blocking(move || {
+            inner.update(&key, &variant, response, ttl)
+        }))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let inner = self.inner.clone();
+        let (key, variant) = (key.to_owned(), variant.cloned());
+        Box::pin(blocking(move || inner.remove(&key, variant.as_ref())))
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let inner = self.inner.clone();
+        Box::pin(blocking(move || inner.clear()))
+    }
+}
+
+enum Msg {
+    Data(Bytes),
+    Commit(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The writing side of an entry: hands chunks to a background task that streams them into a
+/// temporary file.
+struct FsWriter {
+    /// `None` once the body went over the limit: dropping the sender tells the background
+    /// task to delete its temporary file.
+    tx: Option<mpsc::Sender<Msg>>,
+    len: u64,
+    limit: u64,
+    too_large: bool,
+    failed: Arc<AtomicBool>,
+}
+
+impl EntryWriter for FsWriter {
+    fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        if self.too_large {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the background file write failed").into());
+        }
+        self.len += chunk.len() as u64;
+        if self.len > self.limit {
+            self.too_large = true;
+            self.tx = None;
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        let Some(tx) = &self.tx else {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        };
+        tx.send(Msg::Data(chunk))
+            .map_err(|_| io::Error::other("the background file writer is gone").into())
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(tx) = &self.tx else {
+                return Err(StoreError::TooLarge { limit: self.limit });
+            };
+            let (reply, done) = oneshot::channel();
+            tx.send(Msg::Commit(reply))
+                .map_err(|_| io::Error::other("the background file writer is gone"))?;
+            done.await
+                .map_err(|_| io::Error::other("the background file writer is gone"))?
+        })
+    }
+}
+
+/// The background half of an [`FsWriter`].
+struct WriteJob {
+    inner: Arc<Inner>,
+    meta: EntryMeta,
+    header: Vec<u8>,
+    failed: Arc<AtomicBool>,
+}
+
+impl WriteJob {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let hash = KeyHash::of(&self.meta.key);
+        let vhash = variant_hash(&self.meta.variant);
+        let dir = self.inner.dir_of(&hash);
+        let mut temp = None;
+        let result = (|| -> Result<(), StoreError> {
+            let (path, file) = self.inner.create_temp(&dir, &hash, &vhash)?;
+            temp = Some(path);
+            let mut out = io::BufWriter::with_capacity(CHUNK, file);
+            out.write_all(&self.header)?;
+            let mut crc = BodyChecksum::new();
+            let mut len = 0u64;
+            loop {
+                match rx.recv() {
+                    Ok(Msg::Data(chunk)) => {
+                        out.write_all(&chunk)?;
+                        crc.update(&chunk);
+                        len += chunk.len() as u64;
+                    }
+                    Ok(Msg::Commit(reply)) => {
+                        let result = self.finish(out, crc, len, &hash, &vhash, &dir, &mut temp);
+                        let _ = reply.send(result);
+                        return Ok(());
+                    }
+                    // The writer was dropped without committing: abort.
+                    Err(_) => return Ok(()),
+                }
+            }
+        })();
+        if let Some(path) = temp {
+            let _ = fs::remove_file(path);
+        }
+        if let Err(error) = result {
+            self.failed.store(true, Ordering::Relaxed);
+            // Report the error to a commit that may still come.
+            let mut error = Some(error);
+            while let Ok(msg) = rx.recv() {
+                if let Msg::Commit(reply) = msg {
+                    let e = error
+                        .take()
+                        .unwrap_or_else(|| io::Error::other("write failed").into());
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        out: io::BufWriter<File>,
+        crc: BodyChecksum,
+        len: u64,
+        hash: &KeyHash,
+        vhash: &str,
+        dir: &Path,
+        temp: &mut Option<PathBuf>,
+    ) -> Result<(), StoreError> {
+        let mut out = out;
+        out.write_all(&crc.trailer())?;
+        let mut file = out.into_inner().map_err(|e| e.into_error())?;
+        // Rewrite the header with the real body length: the body length record has a fixed
+        // size, so the header keeps its length.
+        self.meta.body_len = len;
+        let header = codec::encode_header(&self.meta)?;
+        if header.len() != self.header.len() {
+            return Err(StoreError::Corrupt("header changed size"));
+        }
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        if self.inner.fsync {
+            file.sync_all()?;
+        }
+        drop(file);
+        let Some(path) = temp.take() else {
+            return Err(StoreError::Corrupt("no temporary file"));
+        };
+        let dest = self.inner.entry_path(hash, vhash);
+        let size = header.len() as u64 + len + TRAILER_LEN as u64;
+        let published = {
+            let _guard = self.inner.lock(hash);
+            self.inner.publish(&path, &dest, size)
+        };
+        if let Err(e) = published {
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
+        if self.inner.fsync {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
