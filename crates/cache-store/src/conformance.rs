@@ -151,9 +151,10 @@ macro_rules! conformance_tests {
 
 const KEY: &str = "https://example.com/conformance";
 
-/// A response for `uri`, varying on `accept-language` when `language` is given, with an
-/// `x-seed` header from which its body is derived (see [`body_for`]).
-fn response(language: Option<&str>, seed: u64, len: usize) -> StoredResponse {
+/// A response varying on `accept-language` when `language` is given, with `x-seed` and `x-len`
+/// headers from which its body is derived (see [`seeded_body`]); [`read_verified`] checks a
+/// stored body against them.
+pub fn seeded_response(language: Option<&str>, seed: u64, len: usize) -> StoredResponse {
     let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 250);
     let mut headers = HeaderMap::new();
     let mut vary_request_headers = HeaderMap::new();
@@ -177,7 +178,7 @@ fn response(language: Option<&str>, seed: u64, len: usize) -> StoredResponse {
 }
 
 /// Deterministic pseudo-random bytes: a body that can be checked against its metadata.
-fn body_for(seed: u64, len: usize) -> Bytes {
+pub fn seeded_body(seed: u64, len: usize) -> Bytes {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = BytesMut::with_capacity(len);
     while out.len() < len {
@@ -245,8 +246,16 @@ async fn put_seeded<S: Store + ?Sized>(
     seed: u64,
     len: usize,
 ) -> Bytes {
-    let body = body_for(seed, len);
-    put(store, key, response(language, seed, len), &body, 4096, HOUR).await;
+    let body = seeded_body(seed, len);
+    put(
+        store,
+        key,
+        seeded_response(language, seed, len),
+        &body,
+        4096,
+        HOUR,
+    )
+    .await;
     body
 }
 
@@ -254,16 +263,17 @@ async fn get<S: Store + ?Sized>(store: &S, key: &str) -> Vec<StoredEntry> {
     store.get(key).await.expect("get failed")
 }
 
-/// Reads every entry of `key`, checks each body against its `x-seed` / `x-len` metadata, and
-/// returns (variant, seed) pairs sorted.
-async fn read_checked<S: Store + ?Sized>(store: &S, key: &str) -> Vec<(VariantId, u64)> {
+/// Reads every entry of `key`, checks each body against its `x-seed` / `x-len` metadata (see
+/// [`seeded_response`]), and returns the (variant, seed) pairs, sorted. Panics on a body read
+/// error or a body that does not match.
+pub async fn read_verified<S: Store + ?Sized>(store: &S, key: &str) -> Vec<(VariantId, u64)> {
     let mut seen = Vec::new();
     for entry in get(store, key).await {
         let seed = header_u64(&entry.response, "x-seed");
         let len = header_u64(&entry.response, "x-len") as usize;
         let body = read_body(entry.body).await.expect("body read failed");
         assert!(
-            body == body_for(seed, len),
+            body == seeded_body(seed, len),
             "body of {key} does not match its metadata (seed {seed}, len {len}, got {} bytes)",
             body.len()
         );
@@ -283,14 +293,14 @@ pub async fn variants<H: Harness>(harness: &H) {
     put_seeded(&store, KEY, None, 3, 0).await;
     put_seeded(&store, "https://example.com/other", Some("en"), 4, 10).await;
 
-    let seen = read_checked(&store, KEY).await;
+    let seen = read_verified(&store, KEY).await;
     let mut seeds: Vec<u64> = seen.iter().map(|(_, s)| *s).collect();
     seeds.sort();
     assert_eq!(seeds, [1, 2, 3], "expected three variants");
 
     // Same variant again: replaces the old one, keeps the others.
     put_seeded(&store, KEY, Some("fr"), 5, 300).await;
-    let mut seeds: Vec<u64> = read_checked(&store, KEY)
+    let mut seeds: Vec<u64> = read_verified(&store, KEY)
         .await
         .iter()
         .map(|(_, s)| *s)
@@ -304,7 +314,7 @@ pub async fn variants<H: Harness>(harness: &H) {
 
     assert!(get(&store, "https://example.com/missing").await.is_empty());
     assert_eq!(
-        read_checked(&store, "https://example.com/other")
+        read_verified(&store, "https://example.com/other")
             .await
             .len(),
         1
@@ -315,7 +325,7 @@ pub async fn variants<H: Harness>(harness: &H) {
 /// header lines in order.
 pub async fn metadata_round_trips<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
-    let mut response = response(Some("de"), 7, 3);
+    let mut response = seeded_response(Some("de"), 7, 3);
     response.method = Method::HEAD;
     response.status = StatusCode::NON_AUTHORITATIVE_INFORMATION;
     response.uri = Uri::from_static("https://example.com/conformance?a=1&b=%FF");
@@ -327,7 +337,7 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
     response
         .vary_request_headers
         .append("accept-language", HeaderValue::from_static("en;q=0.5"));
-    let body = body_for(7, 3);
+    let body = seeded_body(7, 3);
     put(&store, KEY, response.clone(), &body, 1, HOUR).await;
 
     let entries = get(&store, KEY).await;
@@ -352,9 +362,9 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
 pub async fn streams_large_body<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let len = 5 * 1024 * 1024 + 123;
-    let body = body_for(42, len);
+    let body = seeded_body(42, len);
     let mut writer = store
-        .begin(KEY, response(None, 42, len), options(HOUR))
+        .begin(KEY, seeded_response(None, 42, len), options(HOUR))
         .await
         .expect("begin");
     let mut at = 0;
@@ -381,26 +391,26 @@ pub async fn streams_large_body<H: Harness>(harness: &H) {
 pub async fn invisible_until_commit<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let mut writer = store
-        .begin(KEY, response(None, 1, 10), options(HOUR))
+        .begin(KEY, seeded_response(None, 1, 10), options(HOUR))
         .await
         .expect("begin");
-    writer.write(body_for(1, 10).slice(..5)).expect("write");
+    writer.write(seeded_body(1, 10).slice(..5)).expect("write");
     assert!(get(&store, KEY).await.is_empty(), "visible before commit");
-    writer.write(body_for(1, 10).slice(5..)).expect("write");
+    writer.write(seeded_body(1, 10).slice(5..)).expect("write");
     assert!(get(&store, KEY).await.is_empty(), "visible before commit");
     writer.commit().await.expect("commit");
-    assert_eq!(read_checked(&store, KEY).await.len(), 1);
+    assert_eq!(read_verified(&store, KEY).await.len(), 1);
 
     // Replacing: the old version stays visible until the new one commits.
     let mut writer = store
-        .begin(KEY, response(None, 2, 20), options(HOUR))
+        .begin(KEY, seeded_response(None, 2, 20), options(HOUR))
         .await
         .expect("begin");
-    writer.write(body_for(2, 20)).expect("write");
-    let seen = read_checked(&store, KEY).await;
+    writer.write(seeded_body(2, 20)).expect("write");
+    let seen = read_verified(&store, KEY).await;
     assert_eq!(seen.iter().map(|s| s.1).collect::<Vec<_>>(), [1]);
     writer.commit().await.expect("commit");
-    let seen = read_checked(&store, KEY).await;
+    let seen = read_verified(&store, KEY).await;
     assert_eq!(seen.iter().map(|s| s.1).collect::<Vec<_>>(), [2]);
 }
 
@@ -409,25 +419,25 @@ pub async fn invisible_until_commit<H: Harness>(harness: &H) {
 pub async fn aborted_write_leaves_nothing<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let mut writer = store
-        .begin(KEY, response(None, 1, 100_000), options(HOUR))
+        .begin(KEY, seeded_response(None, 1, 100_000), options(HOUR))
         .await
         .expect("begin");
     writer
-        .write(body_for(1, 100_000).slice(..50_000))
+        .write(seeded_body(1, 100_000).slice(..50_000))
         .expect("write");
     drop(writer);
     assert!(get(&store, KEY).await.is_empty(), "aborted write visible");
 
     put_seeded(&store, KEY, None, 2, 1000).await;
     let mut writer = store
-        .begin(KEY, response(None, 3, 1000), options(HOUR))
+        .begin(KEY, seeded_response(None, 3, 1000), options(HOUR))
         .await
         .expect("begin");
-    writer.write(body_for(3, 1000)).expect("write");
+    writer.write(seeded_body(3, 1000)).expect("write");
     drop(writer);
     // Give a background writer time to clean up, then check again.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let seen = read_checked(&store, KEY).await;
+    let seen = read_verified(&store, KEY).await;
     assert_eq!(seen.iter().map(|s| s.1).collect::<Vec<_>>(), [2]);
 }
 
@@ -437,9 +447,9 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let body = put_seeded(&store, KEY, Some("en"), 9, 5000).await;
     put_seeded(&store, KEY, Some("fr"), 10, 10).await;
-    let en = VariantId::of(&response(Some("en"), 9, 5000));
+    let en = VariantId::of(&seeded_response(Some("en"), 9, 5000));
 
-    let mut updated = response(Some("en"), 9, 5000);
+    let mut updated = seeded_response(Some("en"), 9, 5000);
     updated
         .headers
         .append("etag", HeaderValue::from_static("\"v2\""));
@@ -463,16 +473,16 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
     }
     assert!(found, "updated variant missing");
 
-    let missing = VariantId::of(&response(Some("it"), 0, 0));
+    let missing = VariantId::of(&seeded_response(Some("it"), 0, 0));
     store
-        .update(KEY, &missing, response(Some("it"), 0, 0), HOUR)
+        .update(KEY, &missing, seeded_response(Some("it"), 0, 0), HOUR)
         .await
         .expect("update of a missing variant is not an error");
     store
         .update(
             "https://example.com/none",
             &missing,
-            response(None, 0, 0),
+            seeded_response(None, 0, 0),
             HOUR,
         )
         .await
@@ -491,9 +501,9 @@ pub async fn remove_and_clear<H: Harness>(harness: &H) {
     put_seeded(&store, KEY, Some("de"), 3, 10).await;
     put_seeded(&store, other, None, 4, 10).await;
 
-    let fr = VariantId::of(&response(Some("fr"), 0, 0));
+    let fr = VariantId::of(&seeded_response(Some("fr"), 0, 0));
     store.remove(KEY, Some(&fr)).await.expect("remove variant");
-    let seeds: Vec<u64> = read_checked(&store, KEY)
+    let seeds: Vec<u64> = read_verified(&store, KEY)
         .await
         .iter()
         .map(|s| s.1)
@@ -520,7 +530,7 @@ pub async fn remove_and_clear<H: Harness>(harness: &H) {
     assert!(get(&store, other).await.is_empty());
     // The store still works after clear.
     put_seeded(&store, KEY, None, 6, 10).await;
-    assert_eq!(read_checked(&store, KEY).await.len(), 1);
+    assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }
 
 /// A variant is not returned after its TTL; one with a longer TTL stays; an update resets the
@@ -528,13 +538,21 @@ pub async fn remove_and_clear<H: Harness>(harness: &H) {
 pub async fn ttl_expiry<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let short = Duration::from_millis(800);
-    let body = body_for(1, 10);
-    put(&store, KEY, response(Some("en"), 1, 10), &body, 4, short).await;
+    let body = seeded_body(1, 10);
     put(
         &store,
         KEY,
-        response(Some("fr"), 2, 10),
-        &body_for(2, 10),
+        seeded_response(Some("en"), 1, 10),
+        &body,
+        4,
+        short,
+    )
+    .await;
+    put(
+        &store,
+        KEY,
+        seeded_response(Some("fr"), 2, 10),
+        &seeded_body(2, 10),
         4,
         HOUR,
     )
@@ -542,23 +560,23 @@ pub async fn ttl_expiry<H: Harness>(harness: &H) {
     put(
         &store,
         KEY,
-        response(Some("de"), 3, 10),
-        &body_for(3, 10),
+        seeded_response(Some("de"), 3, 10),
+        &seeded_body(3, 10),
         4,
         short,
     )
     .await;
     assert_eq!(get(&store, KEY).await.len(), 3);
     // Extend "de" to an hour.
-    let de = VariantId::of(&response(Some("de"), 3, 10));
+    let de = VariantId::of(&seeded_response(Some("de"), 3, 10));
     store
-        .update(KEY, &de, response(Some("de"), 3, 10), HOUR)
+        .update(KEY, &de, seeded_response(Some("de"), 3, 10), HOUR)
         .await
         .expect("update");
 
     tokio::time::sleep(short + Duration::from_millis(400)).await;
     harness.settle(&store);
-    let seeds: Vec<u64> = read_checked(&store, KEY)
+    let seeds: Vec<u64> = read_verified(&store, KEY)
         .await
         .iter()
         .map(|s| s.1)
@@ -588,7 +606,7 @@ pub async fn size_bound_eviction<H: Harness>(harness: &H) {
         harness.settle(&store);
         // Keep key 0 recently used.
         assert_eq!(
-            read_checked(&store, &key(0)).await.len(),
+            read_verified(&store, &key(0)).await.len(),
             1,
             "the most recently read entry was evicted after write {i}"
         );
@@ -597,7 +615,7 @@ pub async fn size_bound_eviction<H: Harness>(harness: &H) {
 
     let mut present = Vec::new();
     for i in 0..30 {
-        if !read_checked(&store, &key(i)).await.is_empty() {
+        if !read_verified(&store, &key(i)).await.is_empty() {
             present.push(i);
         }
     }
@@ -632,11 +650,14 @@ pub async fn body_size_limit<H: Harness>(harness: &H) {
         ttl: HOUR,
         content_length: Some(limit + 1),
     };
-    match store.begin(KEY, response(None, 1, n + 1), announced).await {
+    match store
+        .begin(KEY, seeded_response(None, 1, n + 1), announced)
+        .await
+    {
         Err(StoreError::TooLarge { .. }) => {}
         Err(other) => panic!("unexpected error {other:?}"),
         Ok(mut writer) => {
-            let result = writer.write(body_for(1, n + 1));
+            let result = writer.write(seeded_body(1, n + 1));
             assert!(
                 matches!(result, Err(StoreError::TooLarge { .. })),
                 "{result:?}"
@@ -648,10 +669,10 @@ pub async fn body_size_limit<H: Harness>(harness: &H) {
 
     // Unannounced: the write that crosses the limit fails, and so does the commit.
     let mut writer = store
-        .begin(KEY, response(None, 2, n + 1), options(HOUR))
+        .begin(KEY, seeded_response(None, 2, n + 1), options(HOUR))
         .await
         .expect("begin");
-    let body = body_for(2, n + 1);
+    let body = seeded_body(2, n + 1);
     writer.write(body.slice(..n / 2)).expect("first half fits");
     let result = writer.write(body.slice(n / 2..));
     assert!(
@@ -663,7 +684,7 @@ pub async fn body_size_limit<H: Harness>(harness: &H) {
 
     // Exactly the limit is fine.
     put_seeded(&store, KEY, None, 3, n).await;
-    assert_eq!(read_checked(&store, KEY).await.len(), 1);
+    assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }
 
 /// A body obtained from [`Store::get`] keeps yielding its own version's bytes (or an error)
@@ -695,7 +716,7 @@ pub async fn concurrent_writers_and_readers<H: Harness>(harness: &H) {
         let (store, done, reads) = (store.clone(), done.clone(), reads.clone());
         readers.push(tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                let seen = read_checked(&*store, KEY).await;
+                let seen = read_verified(&*store, KEY).await;
                 assert!(
                     seen.len() <= 2,
                     "more variants than written: {}",
@@ -714,9 +735,13 @@ pub async fn concurrent_writers_and_readers<H: Harness>(harness: &H) {
                 let seed = w * 1000 + round;
                 let len = 1000 + (seed as usize * 7919) % 60_000;
                 let language = if (w + round) % 2 == 0 { "en" } else { "fr" };
-                let body = body_for(seed, len);
+                let body = seeded_body(seed, len);
                 let mut writer = store
-                    .begin(KEY, response(Some(language), seed, len), options(HOUR))
+                    .begin(
+                        KEY,
+                        seeded_response(Some(language), seed, len),
+                        options(HOUR),
+                    )
                     .await
                     .expect("begin");
                 for piece in body.chunks(7000) {
@@ -734,7 +759,7 @@ pub async fn concurrent_writers_and_readers<H: Harness>(harness: &H) {
     for reader in readers {
         reader.await.expect("reader task panicked");
     }
-    let seen = read_checked(&*store, KEY).await;
+    let seen = read_verified(&*store, KEY).await;
     assert_eq!(seen.len(), 2, "lost or duplicated variants: {seen:?}");
 }
 
@@ -754,7 +779,7 @@ pub async fn corrupt_entry_is_a_miss<H: Harness>(harness: &H) {
         let seed = header_u64(&entry.response, "x-seed");
         let len = header_u64(&entry.response, "x-len") as usize;
         if let Ok(body) = read_body(entry.body).await {
-            let verdict = if body == body_for(seed, len) {
+            let verdict = if body == seeded_body(seed, len) {
                 "intact"
             } else {
                 "wrong"
@@ -763,11 +788,11 @@ pub async fn corrupt_entry_is_a_miss<H: Harness>(harness: &H) {
         }
     }
     assert_eq!(
-        read_checked(&store, other).await.len(),
+        read_verified(&store, other).await.len(),
         1,
         "other key damaged"
     );
     // The key can be stored again.
     put_seeded(&store, KEY, None, 4, 10).await;
-    assert_eq!(read_checked(&store, KEY).await.len(), 1);
+    assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }

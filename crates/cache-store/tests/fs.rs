@@ -42,3 +42,384 @@ impl Harness for Fs {
 mod conformance {
     cache_store::conformance_tests!(super::Fs::default());
 }
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cache_store::conformance::{read_verified, seeded_body, seeded_response};
+use cache_store::{Store, WriteOptions};
+use http_body::Body;
+
+const HOUR: WriteOptions = WriteOptions {
+    ttl: Duration::from_secs(3600),
+    content_length: None,
+};
+
+fn store_in(dir: &Path) -> FsStore {
+    FsStore::builder(dir).build().expect("build")
+}
+
+async fn put(store: &FsStore, key: &str, language: Option<&str>, seed: u64, len: usize) {
+    let body = seeded_body(seed, len);
+    let mut writer = store
+        .begin(key, seeded_response(language, seed, len), HOUR)
+        .await
+        .expect("begin");
+    for piece in body.chunks(10_000) {
+        writer.write(body.slice_ref(piece)).expect("write");
+    }
+    writer.commit().await.expect("commit");
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[at] ^= 0x20;
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[tokio::test]
+async fn flipped_header_byte_is_a_miss_and_the_file_is_dropped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "k", None, 1, 1000).await;
+    let path = store
+        .variant_paths("k")
+        .expect("list")
+        .pop()
+        .expect("one file");
+    flip(&path, 40);
+    assert!(store.get("k").await.expect("get").is_empty());
+    assert!(!path.exists(), "a corrupt entry is deleted");
+}
+
+#[tokio::test]
+async fn flipped_byte_in_small_body_is_a_miss() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "k", None, 1, 1000).await;
+    let path = store
+        .variant_paths("k")
+        .expect("list")
+        .pop()
+        .expect("one file");
+    let len = std::fs::metadata(&path).expect("meta").len() as usize;
+    flip(&path, len - 100);
+    assert!(store.get("k").await.expect("get").is_empty());
+}
+
+#[tokio::test]
+async fn flipped_byte_in_large_body_is_a_body_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    let len = 1 << 20;
+    put(&store, "k", None, 1, len).await;
+    let path = store
+        .variant_paths("k")
+        .expect("list")
+        .pop()
+        .expect("one file");
+    let file_len = std::fs::metadata(&path).expect("meta").len() as usize;
+    // In the last chunk of the body: the frame holding it must never be yielded.
+    flip(&path, file_len - 10);
+    let entry = store
+        .get("k")
+        .await
+        .expect("get")
+        .pop()
+        .expect("header is intact");
+    let mut body = entry.body;
+    let good = seeded_body(1, len);
+    let mut at = 0;
+    let mut failed = false;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        match frame {
+            Ok(frame) => {
+                let data = frame.into_data().expect("data");
+                assert_eq!(
+                    data,
+                    good.slice(at..at + data.len()),
+                    "wrong bytes yielded at {at}"
+                );
+                at += data.len();
+            }
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "a damaged body read to the end without error");
+    assert!(at < len);
+}
+
+#[tokio::test]
+async fn truncated_file_is_a_miss() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    for (i, len) in [10usize, 200_000].into_iter().enumerate() {
+        let key = format!("k{i}");
+        put(&store, &key, None, 1, len).await;
+        let path = store
+            .variant_paths(&key)
+            .expect("list")
+            .pop()
+            .expect("one file");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let full = file.metadata().expect("meta").len();
+        file.set_len(full - 3).expect("truncate");
+        assert!(store.get(&key).await.expect("get").is_empty(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn another_keys_file_under_our_name_is_a_miss() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "a", None, 1, 100).await;
+    put(&store, "b", None, 2, 100).await;
+    let a = store.variant_paths("a").expect("list").pop().expect("a");
+    let b = store.variant_paths("b").expect("list").pop().expect("b");
+    // As if "b" hashed like "a": its file holds key "a".
+    std::fs::copy(&a, &b).expect("copy");
+    assert!(store.get("b").await.expect("get").is_empty());
+    assert_eq!(read_verified(&store, "a").await.len(), 1);
+    assert!(b.exists(), "an intact entry of another key is left alone");
+}
+
+#[tokio::test]
+async fn large_bodies_stream_in_chunks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    let len = 1 << 20;
+    put(&store, "k", None, 7, len).await;
+    let entry = store.get("k").await.expect("get").pop().expect("hit");
+    assert_eq!(entry.body.size_hint().exact(), Some(len as u64));
+    let mut body = entry.body;
+    let mut frames = 0;
+    let mut total = 0;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let data = frame.expect("frame").into_data().expect("data");
+        assert!(data.len() <= 64 * 1024);
+        total += data.len();
+        frames += 1;
+    }
+    assert_eq!(total, len);
+    assert!(frames >= 16, "{frames} frames");
+}
+
+#[tokio::test]
+async fn aborted_and_refused_writes_leave_no_temp_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = FsStore::builder(dir.path())
+        .max_body_size(50_000)
+        .build()
+        .expect("build");
+    let mut writer = store
+        .begin("k", seeded_response(None, 1, 10), HOUR)
+        .await
+        .expect("begin");
+    writer.write(Bytes::from_static(b"12345")).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.temp_paths().expect("temps").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store.temp_paths().expect("temps").len(),
+        1,
+        "writes go to a temp file"
+    );
+    drop(writer);
+
+    let mut writer = store
+        .begin("k", seeded_response(None, 1, 10), HOUR)
+        .await
+        .expect("begin");
+    writer.write(Bytes::from(vec![0; 40_000])).expect("write");
+    assert!(writer.write(Bytes::from(vec![0; 40_000])).is_err());
+    drop(writer);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.temp_paths().expect("temps").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(store.temp_paths().expect("temps").is_empty());
+    assert!(store.variant_paths("k").expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn stale_temp_files_are_removed_on_first_scan() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "k", None, 1, 10).await;
+    let entry = store
+        .variant_paths("k")
+        .expect("list")
+        .pop()
+        .expect("entry");
+    let fanout = entry.parent().expect("parent");
+    let temp = fanout.join(".tmp-1-0-crashed");
+    std::fs::write(&temp, b"partial").expect("write temp");
+
+    // A young temp file may belong to a live writer of another process: kept.
+    let young = FsStore::builder(dir.path()).build().expect("build");
+    assert!(young.size_bytes() > 0);
+    assert!(temp.exists());
+
+    let old = FsStore::builder(dir.path())
+        .stale_temp_age(Duration::ZERO)
+        .build()
+        .expect("build");
+    assert_eq!(
+        old.size_bytes(),
+        std::fs::metadata(&entry).expect("meta").len()
+    );
+    assert!(!temp.exists(), "stale temp file kept");
+    assert_eq!(read_verified(&old, "k").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_index_sees_existing_entries_and_evicts_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    for i in 0..10 {
+        put(&store, &format!("k{i}"), None, i, 10_000).await;
+    }
+    let total = store.size_bytes();
+    assert!(total > 100_000);
+    // A new process with a smaller bound evicts the oldest files first when it writes.
+    let small = FsStore::builder(dir.path())
+        .max_size_bytes(total / 2)
+        .build()
+        .expect("build");
+    put(&small, "new", None, 99, 10_000).await;
+    assert!(small.size_bytes() <= total / 2);
+    assert_eq!(read_verified(&small, "new").await.len(), 1);
+    assert!(
+        read_verified(&small, "k0").await.is_empty(),
+        "oldest entry kept"
+    );
+    assert_eq!(
+        read_verified(&small, "k9").await.len(),
+        1,
+        "newest entry evicted"
+    );
+}
+
+// --- Crash safety: a writer process killed with SIGKILL mid-write. ---
+
+const CHILD_DIR_VAR: &str = "CACHE_STORE_CRASH_CHILD_DIR";
+const CRASH_KEYS: u64 = 40;
+
+fn crash_key(i: u64) -> String {
+    format!("https://example.com/crash/{i}")
+}
+
+/// The child role: writes entries forever (until killed), several at a time, each body in many
+/// chunks. Does nothing when run as a normal test.
+#[test]
+fn crash_child_writer() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let store = FsStore::builder(dir).build().expect("build");
+        // Four independent lanes, so that some write is almost always in flight.
+        let mut lanes = Vec::new();
+        for lane in 0..4u64 {
+            let store = store.clone();
+            lanes.push(tokio::spawn(async move {
+                for round in 0u64.. {
+                    let seed = round * 4 + lane + 1;
+                    let key = crash_key(seed % CRASH_KEYS);
+                    let language = if seed % 3 == 0 { "fr" } else { "en" };
+                    let len = (seed as usize * 7919) % 400_000;
+                    let body = seeded_body(seed, len);
+                    let mut writer = store
+                        .begin(&key, seeded_response(Some(language), seed, len), HOUR)
+                        .await
+                        .expect("begin");
+                    for piece in body.chunks(8192) {
+                        writer.write(body.slice_ref(piece)).expect("write");
+                        tokio::task::yield_now().await;
+                    }
+                    writer.commit().await.expect("commit");
+                }
+            }));
+        }
+        for lane in lanes {
+            lane.await.expect("lane");
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_write_leaves_no_entry_that_reads_back_wrong() {
+    let dir = tempfile::tempdir().expect("dir");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR_VAR, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+
+    // Read alongside the writer (two processes on one directory) until it has committed
+    // enough, then kill it mid-stream.
+    let reader = store_in(dir.path());
+    let started = Instant::now();
+    let mut verified = 0;
+    loop {
+        for i in 0..CRASH_KEYS {
+            verified += read_verified(&reader, &crash_key(i)).await.len();
+        }
+        let entries: usize = (0..CRASH_KEYS)
+            .map(|i| reader.variant_paths(&crash_key(i)).map_or(0, |p| p.len()))
+            .sum();
+        if entries >= 30 || started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGKILL: no destructor, no cleanup.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(verified > 0, "the reader never saw a committed entry");
+    // The kill interrupted writes: their temporary files are still there.
+    let torn = reader.temp_paths().expect("temps").len();
+    assert!(torn > 0, "no write was in flight at the kill");
+
+    // A fresh store over the wreck: everything that reads back reads back right.
+    let after = FsStore::builder(dir.path())
+        .stale_temp_age(Duration::ZERO)
+        .build()
+        .expect("build");
+    let mut found = 0;
+    for i in 0..CRASH_KEYS {
+        found += read_verified(&after, &crash_key(i)).await.len();
+    }
+    assert!(found >= 10, "only {found} entries survived");
+    assert!(
+        after.temp_paths().expect("temps").is_empty(),
+        "temp files left after the scan"
+    );
+}
