@@ -1,0 +1,734 @@
+//! [`CacheService`]: the I/O driver around the policy. It reads the store, asks the policy,
+//! calls the origin when told to, and writes the store.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Buf;
+use cache_policy::{
+    effective_uri, CachePolicy, Lookup, RequestHead, ResponseAction, Revalidation, Serve,
+    StoredResponse, Update,
+};
+use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tokio::sync::Mutex;
+use tower_service::Service;
+
+use crate::body::{CacheBody, Finish};
+use crate::coalesce::{self, Leader, Role};
+use crate::layer::Shared;
+use crate::log;
+use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFuture};
+
+/// Caches the responses of the inner service `S`. Built by [`CacheLayer`](crate::CacheLayer).
+///
+/// `CacheService` is `Clone` whatever `S` is: clones share the inner service, the store and
+/// the in-flight requests.
+///
+/// # Readiness
+///
+/// `poll_ready` is always ready: a request served from the cache never waits for the origin.
+/// When a request does go to the origin, its future waits for the inner service's
+/// `poll_ready` and calls it right away while holding it (requests queue in order), so the
+/// readiness reserved is exactly the one the call uses, and the inner service needs no `Clone`.
+pub struct CacheService<S> {
+    inner: Arc<Mutex<S>>,
+    shared: Arc<Shared>,
+}
+
+impl<S> Clone for CacheService<S> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for CacheService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheService").finish_non_exhaustive()
+    }
+}
+
+impl<S> CacheService<S> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        CacheService {
+            inner: Arc::new(Mutex::new(inner)),
+            shared,
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for CacheService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Buf + Send,
+    ResB::Error: Send,
+{
+    type Response = Response<CacheBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResB, S::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let exchange = Exchange {
+            shared: self.shared.clone(),
+            inner: self.inner.clone(),
+            _bodies: PhantomData,
+        };
+        ResponseFuture::new(exchange.handle(request))
+    }
+}
+
+/// A stored variant without its body, as the policy sees it.
+struct Candidate {
+    variant: VariantId,
+    response: StoredResponse,
+}
+
+impl AsRef<StoredResponse> for Candidate {
+    fn as_ref(&self) -> &StoredResponse {
+        &self.response
+    }
+}
+
+/// The parts of the client's request kept while it is at the origin.
+struct OwnedHead {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<'a> From<&'a OwnedHead> for RequestHead<'a> {
+    fn from(head: &'a OwnedHead) -> Self {
+        RequestHead {
+            method: &head.method,
+            uri: &head.uri,
+            headers: &head.headers,
+        }
+    }
+}
+
+/// One request's trip through the cache.
+struct Exchange<S, ReqB, ResB> {
+    shared: Arc<Shared>,
+    inner: Arc<Mutex<S>>,
+    _bodies: PhantomData<fn(ReqB) -> ResB>,
+}
+
+/// What the cache knows about a request once its key and mode are settled.
+struct Context2 {
+    key: String,
+    mode: CacheMode,
+    ttl: Option<Duration>,
+}
+
+impl<S, ReqB, ResB> Exchange<S, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Buf + Send,
+    ResB::Error: Send,
+{
+    /// Waits for the inner service to be ready and calls it, holding it in between.
+    async fn call_origin(&self, request: Request<ReqB>) -> Result<Response<ResB>, S::Error> {
+        let future = {
+            let mut inner = self.inner.lock().await;
+            poll_fn(|cx| inner.poll_ready(cx)).await?;
+            inner.call(request)
+        };
+        future.await
+    }
+
+    fn now(&self) -> SystemTime {
+        self.shared.clock.0.now()
+    }
+
+    async fn handle(self, request: Request<ReqB>) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let mode = request
+            .extensions()
+            .get::<CacheMode>()
+            .copied()
+            .unwrap_or_default();
+        if mode == CacheMode::Disabled {
+            let response = self.call_origin(request).await?;
+            return Ok(response.map(CacheBody::origin));
+        }
+        let key = match request.extensions().get::<CacheKey>() {
+            Some(CacheKey(key)) => Some(key.clone()),
+            None => {
+                effective_uri(request.uri(), request.headers()).map(|uri| self.shared.key_for(&uri))
+            }
+        };
+        let Some(key) = key else {
+            let response = self.call_origin(request).await?;
+            let status = CacheStatus::new(CacheOutcome::Bypass, None);
+            return Ok(self.finish(response.map(CacheBody::origin), status));
+        };
+        let context = Context2 {
+            key,
+            mode,
+            ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
+        };
+        self.lookup(request, context, true).await
+    }
+
+    fn lookup_policy(&self, mode: CacheMode) -> &CachePolicy {
+        match mode {
+            CacheMode::NoCache => &self.shared.revalidating,
+            CacheMode::ForceCache | CacheMode::OnlyIfCached => &self.shared.forcing,
+            CacheMode::IgnoreRules => &self.shared.ignoring,
+            _ => &self.shared.policy,
+        }
+    }
+
+    fn storing_policy(&self, mode: CacheMode) -> &CachePolicy {
+        match mode {
+            CacheMode::IgnoreRules => &self.shared.ignoring,
+            _ => &self.shared.policy,
+        }
+    }
+
+    /// Reads the candidates for the key; a failing store is an empty cache.
+    async fn candidates(&self, key: &str) -> (Vec<Candidate>, Vec<Option<StoredBody>>) {
+        let entries = match self.shared.store.get(key).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                log::store_error("get", &error);
+                Vec::new()
+            }
+        };
+        entries
+            .into_iter()
+            .map(
+                |StoredEntry {
+                     variant,
+                     response,
+                     body,
+                 }| (Candidate { variant, response }, Some(body)),
+            )
+            .unzip()
+    }
+
+    async fn lookup(
+        self,
+        request: Request<ReqB>,
+        context: Context2,
+        may_coalesce: bool,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
+        let cacheable = self
+            .shared
+            .policy
+            .options()
+            .cacheable_methods
+            .contains(request.method());
+        let (candidates, mut bodies) = if reads_cache && cacheable {
+            self.candidates(&context.key).await
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let now = self.now();
+        let lookup = if reads_cache {
+            self.lookup_policy(context.mode)
+                .lookup(&request, &candidates, now)
+        } else {
+            Lookup::Forward(cache_policy::ForwardReason::UriMiss)
+        };
+        let forcing = matches!(
+            context.mode,
+            CacheMode::ForceCache | CacheMode::OnlyIfCached
+        );
+
+        match lookup {
+            Lookup::Fresh(serve) => {
+                let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
+                Ok(self.from_store(serve, &mut bodies, request.method(), status))
+            }
+            Lookup::NotModified(serve) => {
+                let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
+                Ok(self.from_store(serve, &mut bodies, request.method(), status))
+            }
+            Lookup::Stale {
+                serve, revalidate, ..
+            } => {
+                let outcome = if serve.freshness.is_fresh() {
+                    CacheOutcome::Hit
+                } else {
+                    CacheOutcome::Stale
+                };
+                let status = self.served_status(outcome, &context, &serve, &candidates);
+                let method = request.method().clone();
+                match revalidate {
+                    Some(revalidation) if !forcing => {
+                        if self.shared.background_revalidation
+                            && tokio::runtime::Handle::try_current().is_ok()
+                        {
+                            let response = self.from_store(serve, &mut bodies, &method, status);
+                            self.revalidate_in_background(
+                                request,
+                                context,
+                                candidates,
+                                revalidation,
+                            );
+                            Ok(response)
+                        } else {
+                            self.forward(
+                                request,
+                                context,
+                                candidates,
+                                bodies,
+                                Some(revalidation),
+                                None,
+                            )
+                            .await
+                        }
+                    }
+                    _ => Ok(self.from_store(serve, &mut bodies, &method, status)),
+                }
+            }
+            Lookup::GatewayTimeout => Ok(self.gateway_timeout(&context)),
+            Lookup::Revalidate(_) | Lookup::Forward(_)
+                if context.mode == CacheMode::OnlyIfCached =>
+            {
+                Ok(self.gateway_timeout(&context))
+            }
+            Lookup::Revalidate(revalidation) if !forcing => {
+                let fwd = revalidation.reason.cache_status_fwd();
+                let leader = match self.coalesce(&context, may_coalesce).await {
+                    Ok(leader) => leader,
+                    Err(()) => return Box::pin(self.lookup(request, context, false)).await,
+                };
+                let _ = fwd;
+                self.forward(
+                    request,
+                    context,
+                    candidates,
+                    bodies,
+                    Some(revalidation),
+                    leader,
+                )
+                .await
+            }
+            Lookup::Revalidate(_) => {
+                self.forward(request, context, candidates, bodies, None, None)
+                    .await
+            }
+            Lookup::Forward(reason) => {
+                let leader = if cacheable && reason != cache_policy::ForwardReason::Method {
+                    match self.coalesce(&context, may_coalesce).await {
+                        Ok(leader) => leader,
+                        Err(()) => return Box::pin(self.lookup(request, context, false)).await,
+                    }
+                } else {
+                    None
+                };
+                self.forward(request, context, candidates, bodies, None, leader)
+                    .await
+            }
+            _ => {
+                self.forward(request, context, candidates, bodies, None, None)
+                    .await
+            }
+        }
+    }
+
+    /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
+    /// `Err` waited for a leader: look in the store again.
+    async fn coalesce(&self, context: &Context2, may_coalesce: bool) -> Result<Option<Leader>, ()> {
+        let Some(timeout) = self.shared.coalesce.filter(|_| may_coalesce) else {
+            return Ok(None);
+        };
+        if matches!(context.mode, CacheMode::NoStore | CacheMode::Reload) {
+            return Ok(None);
+        }
+        match self.shared.in_flight.join(&context.key) {
+            Role::Leader(leader) => Ok(Some(leader)),
+            Role::Follower(receiver) => {
+                coalesce::wait(receiver, timeout).await;
+                Err(())
+            }
+        }
+    }
+
+    fn served_status(
+        &self,
+        outcome: CacheOutcome,
+        context: &Context2,
+        serve: &Serve,
+        candidates: &[Candidate],
+    ) -> CacheStatus {
+        let mut status = CacheStatus::new(outcome, Some(context.key.clone()));
+        status.age = Some(serve.freshness.age);
+        status.ttl = Some(serve.freshness.time_to_live());
+        status.stored_at = candidates
+            .get(serve.index)
+            .map(|c| c.response.response_time);
+        status
+    }
+
+    fn from_store(
+        &self,
+        serve: Serve,
+        bodies: &mut [Option<StoredBody>],
+        method: &Method,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        let body = bodies.get_mut(serve.index).and_then(Option::take);
+        let body = match body {
+            Some(body)
+                if *method != Method::HEAD && serve.response.status != StatusCode::NOT_MODIFIED =>
+            {
+                CacheBody::stored(body)
+            }
+            _ => CacheBody::empty(),
+        };
+        self.finish(Response::from_parts(serve.response, body), status)
+    }
+
+    fn gateway_timeout(&self, context: &Context2) -> Response<CacheBody<ResB>> {
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        let mut status = CacheStatus::new(CacheOutcome::Generated, Some(context.key.clone()));
+        status.detail = Some("only-if-cached");
+        self.finish(response, status)
+    }
+
+    fn finish(
+        &self,
+        mut response: Response<CacheBody<ResB>>,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        if self.shared.cache_status_header {
+            let value = status.to_header_value(&self.shared.cache_name);
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static("cache-status"), value);
+        }
+        response.extensions_mut().insert(status);
+        response
+    }
+
+    /// Sends the request to the origin (with validators when revalidating) and acts on the
+    /// answer as the policy says.
+    async fn forward(
+        &self,
+        request: Request<ReqB>,
+        context: Context2,
+        candidates: Vec<Candidate>,
+        mut bodies: Vec<Option<StoredBody>>,
+        revalidation: Option<Revalidation>,
+        leader: Option<Leader>,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let (mut parts, body) = request.into_parts();
+        let head = OwnedHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        };
+        let fwd = revalidation
+            .as_ref()
+            .map(|r| r.reason.cache_status_fwd())
+            .unwrap_or(if candidates.is_empty() {
+                "uri-miss"
+            } else {
+                "miss"
+            });
+        if let Some(revalidation) = &revalidation {
+            revalidation.apply_to(&mut parts.headers);
+        }
+        let request_time = self.now();
+        let result = self.call_origin(Request::from_parts(parts, body)).await;
+        let response_time = self.now();
+        let policy = self.storing_policy(context.mode);
+
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                // RFC 5861 §4: the origin cannot be reached; a stale response may do.
+                return match policy.on_error(&head, &candidates, response_time) {
+                    Some(serve) => {
+                        let mut status =
+                            self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                        status.fwd = Some(fwd);
+                        status.detail = Some("stale-if-error");
+                        Ok(self.from_store(serve, &mut bodies, &head.method, status))
+                    }
+                    None => Err(error),
+                };
+            }
+        };
+
+        let decision =
+            policy.after_response(&head, &response, request_time, response_time, &candidates);
+        for uri in &decision.invalidate {
+            let key = self.shared.key_for(uri);
+            if let Err(error) = self.shared.store.remove(&key, None).await {
+                log::store_error("invalidate", &error);
+            }
+        }
+
+        let mut status = CacheStatus::new(CacheOutcome::Miss, Some(context.key.clone()));
+        status.fwd = Some(fwd);
+        status.fwd_status = Some(response.status());
+
+        match decision.action {
+            ResponseAction::Store {
+                mut entry,
+                mut ttl,
+                freshness,
+                replaces,
+            } if context.mode != CacheMode::NoStore => {
+                if let Some(override_ttl) = context.ttl {
+                    // The stored response says what the cache decided, so later lookups agree.
+                    entry.headers.remove(EXPIRES);
+                    entry.headers.insert(
+                        CACHE_CONTROL,
+                        HeaderValue::from(override_ttl.as_secs())
+                            .to_str()
+                            .map_or_else(
+                                |_| HeaderValue::from_static("max-age=0"),
+                                |s| {
+                                    HeaderValue::from_str(&format!("max-age={s}"))
+                                        .unwrap_or(HeaderValue::from_static("max-age=0"))
+                                },
+                            ),
+                    );
+                    ttl = override_ttl;
+                }
+                if ttl.is_zero() {
+                    status.detail = Some("not-reusable");
+                    return Ok(self.finish(response.map(CacheBody::origin), status));
+                }
+                let too_large = match (self.shared.max_body_size, content_length(&response)) {
+                    (Some(max), Some(len)) => len > max,
+                    _ => false,
+                };
+                if too_large {
+                    status.detail = Some("too-large");
+                    return Ok(self.finish(response.map(CacheBody::origin), status));
+                }
+                status.ttl = Some(if context.ttl.is_some() {
+                    ttl
+                } else {
+                    freshness.time_to_live()
+                });
+                let superseded: Vec<VariantId> = replaces
+                    .iter()
+                    .filter_map(|&i| candidates.get(i))
+                    .map(|c| c.variant.clone())
+                    .filter(|v| *v != VariantId::of(&entry))
+                    .collect();
+                let options = WriteOptions {
+                    ttl,
+                    content_length: content_length(&response),
+                };
+                match self.shared.store.begin(&context.key, entry, options).await {
+                    Ok(writer) => {
+                        status.stored = true;
+                        let writer = self.limit(writer);
+                        let finish = self.finisher(context.key.clone(), superseded, leader);
+                        Ok(self.finish(
+                            response.map(|body| CacheBody::tee(body, writer, finish)),
+                            status,
+                        ))
+                    }
+                    Err(error) => {
+                        log::store_error("begin", &error);
+                        Ok(self.finish(response.map(CacheBody::origin), status))
+                    }
+                }
+            }
+            ResponseAction::Store { .. } => {
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            ResponseAction::Refresh { updates, serve } => {
+                self.apply_updates(&context.key, &candidates, updates).await;
+                let mut status =
+                    self.served_status(CacheOutcome::Revalidated, &context, &serve, &candidates);
+                status.fwd = Some(fwd);
+                status.fwd_status = Some(StatusCode::NOT_MODIFIED);
+                status.stored = true;
+                drop(leader);
+                Ok(self.from_store(serve, &mut bodies, &head.method, status))
+            }
+            ResponseAction::UpdateFromHead { updates, remove } => {
+                self.apply_updates(&context.key, &candidates, updates).await;
+                for index in remove {
+                    if let Some(candidate) = candidates.get(index) {
+                        if let Err(error) = self
+                            .shared
+                            .store
+                            .remove(&context.key, Some(&candidate.variant))
+                            .await
+                        {
+                            log::store_error("remove", &error);
+                        }
+                    }
+                }
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            ResponseAction::ServeStale(serve) => {
+                let mut status =
+                    self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                status.fwd = Some(fwd);
+                status.fwd_status = Some(response.status());
+                status.detail = Some("stale-if-error");
+                Ok(self.from_store(serve, &mut bodies, &head.method, status))
+            }
+            ResponseAction::Refetch => {
+                // The 304 matched no stored response and the client did not ask for one. The
+                // request body is gone, so the request cannot be repeated: answer 502 rather
+                // than pass a 304 to a client that cannot use it.
+                let mut response = Response::new(CacheBody::empty());
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+                status.detail = Some("unmatched-304");
+                Ok(self.finish(response, status))
+            }
+            ResponseAction::PassThrough(reason) => {
+                status.detail = Some(reason.as_str());
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            _ => Ok(self.finish(response.map(CacheBody::origin), status)),
+        }
+    }
+
+    async fn apply_updates(&self, key: &str, candidates: &[Candidate], updates: Vec<Update>) {
+        for update in updates {
+            let Some(candidate) = candidates.get(update.index) else {
+                continue;
+            };
+            if let Err(error) = self
+                .shared
+                .store
+                .update(key, &candidate.variant, update.entry, update.ttl)
+                .await
+            {
+                log::store_error("update", &error);
+            }
+        }
+    }
+
+    fn limit(&self, writer: Box<dyn EntryWriter>) -> Box<dyn EntryWriter> {
+        match self.shared.max_body_size {
+            Some(limit) => Box::new(LimitedWriter {
+                inner: writer,
+                written: 0,
+                limit,
+            }),
+            None => writer,
+        }
+    }
+
+    /// What runs when a teed body completes: commit, then remove the variants the new response
+    /// superseded, then let coalesced requests look again.
+    fn finisher(&self, key: String, superseded: Vec<VariantId>, leader: Option<Leader>) -> Finish {
+        let store = self.shared.store.clone();
+        Box::new(move |writer: Box<dyn EntryWriter>| {
+            Box::pin(async move {
+                match writer.commit().await {
+                    Ok(()) => {
+                        for variant in &superseded {
+                            if let Err(error) = store.remove(&key, Some(variant)).await {
+                                log::store_error("remove", &error);
+                            }
+                        }
+                    }
+                    Err(error) => log::store_error("commit", &error),
+                }
+                drop(leader);
+            })
+        })
+    }
+
+    /// RFC 5861 §3: refreshes a stale response after it was served, in a spawned task, at most
+    /// one per key at a time.
+    fn revalidate_in_background(
+        &self,
+        request: Request<ReqB>,
+        context: Context2,
+        candidates: Vec<Candidate>,
+        revalidation: Revalidation,
+    ) {
+        let leader = match self.shared.in_flight.join(&context.key) {
+            Role::Leader(leader) => leader,
+            // A refresh (or a miss) for this key is already at the origin.
+            Role::Follower(_) => return,
+        };
+        let exchange = Exchange {
+            shared: self.shared.clone(),
+            inner: self.inner.clone(),
+            _bodies: PhantomData,
+        };
+        let bodies = candidates.iter().map(|_| None).collect();
+        tokio::spawn(async move {
+            let response = exchange
+                .forward(
+                    request,
+                    context,
+                    candidates,
+                    bodies,
+                    Some(revalidation),
+                    Some(leader),
+                )
+                .await;
+            if let Ok(response) = response {
+                // Drain the body so that a teed response is stored.
+                let mut body = std::pin::pin!(response.into_body());
+                while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                    if frame.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn content_length<B>(response: &Response<B>) -> Option<u64> {
+    response
+        .headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Enforces the layer's body size limit on top of the store's own.
+struct LimitedWriter {
+    inner: Box<dyn EntryWriter>,
+    written: u64,
+    limit: u64,
+}
+
+impl EntryWriter for LimitedWriter {
+    fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.inner.write(chunk)
+    }
+
+    fn commit(self: Box<Self>) -> cache_store::BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.commit()
+    }
+}
