@@ -1,1 +1,7 @@
-//! Examples, integration tests and benchmarks of the workspace live in `examples/`, `tests/` and `benches/`.
+//! Test support shared by the workspace's examples, integration tests and benchmarks: a
+//! scripted origin server on 127.0.0.1 and a clock stepped by hand.
+//!
+//! It is not published; the crates live in `crates/`.
+
+pub mod clock;
+pub mod origin;

@@ -106,6 +106,20 @@ impl AsRef<StoredResponse> for Candidate {
     }
 }
 
+/// What a request takes with it to the origin.
+struct Trip {
+    /// The stored variants for the key, which a 304 or an error may still use.
+    candidates: Vec<Candidate>,
+    /// Their bodies, one per candidate, taken when served.
+    bodies: Vec<Option<StoredBody>>,
+    /// The validators to send, when revalidating.
+    revalidation: Option<Revalidation>,
+    /// Held by the coalescing leader until its response is stored or passed through.
+    leader: Option<Leader>,
+    /// Why the request goes to the origin (RFC 9211 `fwd`).
+    fwd: &'static str,
+}
+
 /// The parts of the client's request kept while it is at the origin.
 struct OwnedHead {
     method: Method,
@@ -290,13 +304,17 @@ where
                             );
                             Ok(response)
                         } else {
+                            let fwd = revalidation.reason.cache_status_fwd();
                             self.forward(
                                 request,
                                 context,
-                                candidates,
-                                bodies,
-                                Some(revalidation),
-                                None,
+                                Trip {
+                                    candidates,
+                                    bodies,
+                                    revalidation: Some(revalidation),
+                                    leader: None,
+                                    fwd,
+                                },
                             )
                             .await
                         }
@@ -316,20 +334,33 @@ where
                     Ok(leader) => leader,
                     Err(()) => return Box::pin(self.lookup(request, context, false)).await,
                 };
-                let _ = fwd;
                 self.forward(
                     request,
                     context,
-                    candidates,
-                    bodies,
-                    Some(revalidation),
-                    leader,
+                    Trip {
+                        candidates,
+                        bodies,
+                        revalidation: Some(revalidation),
+                        leader,
+                        fwd,
+                    },
                 )
                 .await
             }
-            Lookup::Revalidate(_) => {
-                self.forward(request, context, candidates, bodies, None, None)
-                    .await
+            Lookup::Revalidate(revalidation) => {
+                let fwd = revalidation.reason.cache_status_fwd();
+                self.forward(
+                    request,
+                    context,
+                    Trip {
+                        candidates,
+                        bodies,
+                        revalidation: None,
+                        leader: None,
+                        fwd,
+                    },
+                )
+                .await
             }
             Lookup::Forward(reason) => {
                 let leader = if cacheable && reason != cache_policy::ForwardReason::Method {
@@ -340,12 +371,37 @@ where
                 } else {
                     None
                 };
-                self.forward(request, context, candidates, bodies, None, leader)
-                    .await
+                let fwd = if reads_cache {
+                    reason.cache_status_fwd()
+                } else {
+                    "request"
+                };
+                self.forward(
+                    request,
+                    context,
+                    Trip {
+                        candidates,
+                        bodies,
+                        revalidation: None,
+                        leader,
+                        fwd,
+                    },
+                )
+                .await
             }
             _ => {
-                self.forward(request, context, candidates, bodies, None, None)
-                    .await
+                self.forward(
+                    request,
+                    context,
+                    Trip {
+                        candidates,
+                        bodies,
+                        revalidation: None,
+                        leader: None,
+                        fwd: "miss",
+                    },
+                )
+                .await
             }
         }
     }
@@ -432,25 +488,21 @@ where
         &self,
         request: Request<ReqB>,
         context: Context2,
-        candidates: Vec<Candidate>,
-        mut bodies: Vec<Option<StoredBody>>,
-        revalidation: Option<Revalidation>,
-        leader: Option<Leader>,
+        trip: Trip,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let Trip {
+            candidates,
+            mut bodies,
+            revalidation,
+            leader,
+            fwd,
+        } = trip;
         let (mut parts, body) = request.into_parts();
         let head = OwnedHead {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
         };
-        let fwd = revalidation
-            .as_ref()
-            .map(|r| r.reason.cache_status_fwd())
-            .unwrap_or(if candidates.is_empty() {
-                "uri-miss"
-            } else {
-                "miss"
-            });
         if let Some(revalidation) = &revalidation {
             revalidation.apply_to(&mut parts.headers);
         }
@@ -679,14 +731,18 @@ where
         };
         let bodies = candidates.iter().map(|_| None).collect();
         tokio::spawn(async move {
+            let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange
                 .forward(
                     request,
                     context,
-                    candidates,
-                    bodies,
-                    Some(revalidation),
-                    Some(leader),
+                    Trip {
+                        candidates,
+                        bodies,
+                        revalidation: Some(revalidation),
+                        leader: Some(leader),
+                        fwd,
+                    },
                 )
                 .await;
             if let Ok(response) = response {
