@@ -216,6 +216,15 @@ async fn large_bodies_stream_in_chunks() {
     assert!(frames >= 16, "{frames} frames");
 }
 
+/// Waits (up to 5 s) until the store has `n` temporary files.
+async fn wait_for_temps(store: &FsStore, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.temp_paths().expect("temps").len() != n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(store.temp_paths().expect("temps").len(), n);
+}
+
 #[tokio::test]
 async fn aborted_and_refused_writes_leave_no_temp_file() {
     let dir = tempfile::tempdir().expect("dir");
@@ -228,30 +237,25 @@ async fn aborted_and_refused_writes_leave_no_temp_file() {
         .await
         .expect("begin");
     writer.write(Bytes::from_static(b"12345")).expect("write");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while store.temp_paths().expect("temps").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(
-        store.temp_paths().expect("temps").len(),
-        1,
-        "writes go to a temp file"
-    );
+    // Writes go to a temporary file, removed when the writer is dropped.
+    wait_for_temps(&store, 1).await;
     drop(writer);
+    wait_for_temps(&store, 0).await;
 
     let mut writer = store
         .begin("k", seeded_response(None, 1, 10), HOUR)
         .await
         .expect("begin");
     writer.write(Bytes::from(vec![0; 40_000])).expect("write");
-    assert!(writer.write(Bytes::from(vec![0; 40_000])).is_err());
-    drop(writer);
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !store.temp_paths().expect("temps").is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(store.temp_paths().expect("temps").is_empty());
+    wait_for_temps(&store, 1).await;
+    let refused = writer.write(Bytes::from(vec![0; 40_000]));
+    assert!(matches!(
+        refused,
+        Err(cache_store::StoreError::TooLarge { .. })
+    ));
+    // Going over the limit abandons the file even before the writer is dropped.
+    wait_for_temps(&store, 0).await;
+    assert!(writer.commit().await.is_err());
     assert!(store.variant_paths("k").expect("list").is_empty());
 }
 
@@ -337,7 +341,15 @@ fn crash_child_writer() {
         .expect("runtime");
     runtime.block_on(async move {
         let store = FsStore::builder(dir).build().expect("build");
-        // Four independent lanes, so that some write is almost always in flight.
+        // One write that never finishes, so that the kill surely tears one.
+        let mut stalled = store
+            .begin(&crash_key(0), seeded_response(Some("de"), 0, 1000), HOUR)
+            .await
+            .expect("begin");
+        stalled
+            .write(seeded_body(0, 1000).slice(..500))
+            .expect("write");
+        // Four independent lanes, so that other writes are in flight at random stages.
         let mut lanes = Vec::new();
         for lane in 0..4u64 {
             let store = store.clone();
@@ -363,6 +375,7 @@ fn crash_child_writer() {
         for lane in lanes {
             lane.await.expect("lane");
         }
+        drop(stalled);
     });
 }
 
@@ -379,7 +392,7 @@ async fn sigkill_mid_write_leaves_no_entry_that_reads_back_wrong() {
         ])
         .env(CHILD_DIR_VAR, dir.path())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
 
@@ -395,10 +408,19 @@ async fn sigkill_mid_write_leaves_no_entry_that_reads_back_wrong() {
         let entries: usize = (0..CRASH_KEYS)
             .map(|i| reader.variant_paths(&crash_key(i)).map_or(0, |p| p.len()))
             .sum();
-        if entries >= 30 || started.elapsed() > Duration::from_secs(20) {
+        let in_flight = !reader.temp_paths().expect("temps").is_empty();
+        if (entries >= 30 && in_flight) || started.elapsed() > Duration::from_secs(20) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The child must still be writing, or this test proves nothing.
+    if let Some(status) = child.try_wait().expect("try_wait") {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        panic!("the writer exited before the kill: {status}\n{err}");
     }
     // SIGKILL: no destructor, no cleanup.
     child.kill().expect("kill");
