@@ -74,7 +74,12 @@ pub(crate) fn headers_to_store(
             headers.remove(name);
         }
     }
-    if !headers.contains_key(header::DATE) {
+    // RFC 9110 §6.6.1: a cache adds a missing `Date`, and may replace an invalid one with the
+    // time the response was received, so that what it serves is a valid HTTP-date.
+    let valid_date = headers
+        .get(header::DATE)
+        .is_some_and(|date| crate::freshness::parse_date(date).is_some());
+    if !valid_date {
         headers.insert(header::DATE, http_date(response_time));
     }
     headers
@@ -96,8 +101,14 @@ pub(crate) fn update_stored_headers(stored: &mut HeaderMap, new: &HeaderMap) {
     }
 }
 
-/// An IMF-fixdate (RFC 9110 §5.6.7).
+/// The last instant an IMF-fixdate can express: 9999-12-31T23:59:59Z.
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
+/// An IMF-fixdate (RFC 9110 §5.6.7). Times outside what the format can express (before 1970 or
+/// after 9999) are clamped: `httpdate` panics on them, and the times come from the caller.
 pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
+    let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(LAST_HTTP_DATE);
+    let time = time.clamp(SystemTime::UNIX_EPOCH, last);
     // An IMF-fixdate is always a valid header value.
     HeaderValue::from_str(&httpdate::fmt_http_date(time))
         .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))

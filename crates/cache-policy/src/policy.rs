@@ -338,7 +338,7 @@ impl CachePolicy {
         stored: &StoredResponse,
         freshness: Freshness,
     ) -> Serve {
-        if validation::client_condition_met(request.headers, stored) == Some(true) {
+        if validation::client_condition_met(request, stored) == Some(true) {
             self.not_modified(index, stored, freshness)
         } else {
             self.serve(index, stored, freshness)
@@ -426,13 +426,15 @@ impl CachePolicy {
                     freshness.time_to_live() >= Duration::from_secs(min_fresh)
                 });
             if fresh_enough {
-                return if validation::client_condition_met(request.headers, stored) == Some(true) {
+                return if validation::client_condition_met(request, stored) == Some(true) {
                     Lookup::NotModified(self.not_modified(index, stored, freshness))
                 } else {
                     Lookup::Fresh(self.serve(index, stored, freshness))
                 };
             }
-            if !self.forbids_stale(&cc) {
+            // A fresh response that fails only `min-fresh` is not served stale: the client
+            // asked for a fresher one (§5.2.1.3).
+            if !freshness.is_fresh() && !self.forbids_stale(&cc) {
                 let staleness = freshness.staleness();
                 let max_stale_allows = match request_cc.max_stale {
                     Some(MaxStale::Any) => true,
@@ -499,7 +501,9 @@ impl CachePolicy {
             return None;
         }
         let request_cc = self.request_directives(request.headers);
-        if freshness.is_fresh() || freshness.staleness() <= self.stale_if_error(&cc, &request_cc) {
+        // Strictly inside the window: with no window, a response is never served stale, even
+        // at the instant it becomes stale (age == lifetime, staleness 0).
+        if freshness.is_fresh() || freshness.staleness() < self.stale_if_error(&cc, &request_cc) {
             Some(self.serve_or_not_modified(request, index, stored, freshness))
         } else {
             None
@@ -757,11 +761,15 @@ impl CachePolicy {
                 )
             })
             .collect();
-        // Serve the most recent refreshed response that matches this request.
+        // Serve the most recent refreshed response that matches this request. When none does,
+        // the origin still selected one of them for this request (the validators it was sent
+        // cover every candidate, §4.3.1): that one answers it (§4.3.3), as the most recent.
+        let most_recent = |u: &&Update| (date_value(&u.entry), u.entry.response_time);
         let serve = updates
             .iter()
             .filter(|u| vary::matches(&u.entry, request.headers))
-            .max_by_key(|u| (date_value(&u.entry), u.entry.response_time));
+            .max_by_key(most_recent)
+            .or_else(|| updates.iter().max_by_key(most_recent));
         match serve {
             Some(update) => {
                 let (cc, use_expires) = self.response_directives(&update.entry.headers);

@@ -88,15 +88,29 @@ fn remove_dot_segments(path: &str) -> String {
     }
 }
 
+/// Whether a URI reference starts with a scheme (RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT / "+" /
+/// "-" / "." ) ":"`), which makes it an absolute URI rather than a relative reference.
+fn has_scheme(reference: &str) -> bool {
+    let Some((scheme, _)) = reference.split_once(':') else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
 /// RFC 3986 §5.2: resolves a URI reference (as found in `Location` or `Content-Location`)
 /// against an absolute base URI. Fragments are dropped.
 pub(crate) fn resolve(base: &Uri, reference: &[u8]) -> Option<Uri> {
     let reference = std::str::from_utf8(reference).ok()?.trim();
     let reference = reference.split('#').next().unwrap_or_default();
-    if let Ok(uri) = reference.parse::<Uri>() {
-        if uri.scheme().is_some() && uri.authority().is_some() {
-            return Some(uri);
-        }
+    if has_scheme(reference) {
+        // An absolute URI (RFC 3986 §4.3): usable only if it parses with an authority;
+        // otherwise it is garbage, not a relative path.
+        return reference
+            .parse::<Uri>()
+            .ok()
+            .filter(|uri| uri.scheme().is_some() && uri.authority().is_some());
     }
     let scheme = base.scheme_str()?;
     let authority = base.authority()?.as_str();

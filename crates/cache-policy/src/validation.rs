@@ -3,11 +3,11 @@
 //! stored responses a 304 refreshes (§4.3.4).
 
 use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::freshness::{date_value, parse_date};
 use crate::vary::trim_ows;
-use crate::StoredResponse;
+use crate::{RequestHead, StoredResponse};
 
 /// An entity tag: `W/"xyzzy"` or `"xyzzy"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,19 @@ fn split_tags(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// RFC 9111 §4.3.2 with RFC 9110 §13.1.2 and §13.1.3: whether a conditional GET or HEAD is
 /// satisfied by a stored response, so the cache answers 304. `None` when the request carries
 /// neither `If-None-Match` nor `If-Modified-Since`.
-pub(crate) fn client_condition_met(request: &HeaderMap, stored: &StoredResponse) -> Option<bool> {
+pub(crate) fn client_condition_met(
+    request: RequestHead<'_>,
+    stored: &StoredResponse,
+) -> Option<bool> {
+    // Only a stored 200 is evaluated (RFC 9111 §4.3.2), and only for GET and HEAD: for other
+    // methods a failed If-None-Match means 412, and If-Modified-Since is ignored (RFC 9110
+    // §13.1.2, §13.1.3); such requests are served or forwarded as if unconditional.
+    if stored.status != StatusCode::OK
+        || !(*request.method == Method::GET || *request.method == Method::HEAD)
+    {
+        return None;
+    }
+    let request = request.headers;
     let mut if_none_match = request.get_all(IF_NONE_MATCH).iter().peekable();
     if if_none_match.peek().is_some() {
         let stored_tag = EntityTag::of(&stored.headers);
@@ -128,8 +140,9 @@ pub(crate) fn conditional_headers<'a>(
     let mut tags: Vec<&[u8]> = Vec::new();
     for candidate in candidates {
         if let Some(value) = candidate.headers.get(ETAG) {
-            if EntityTag::parse(value.as_bytes()).is_some() && !tags.contains(&value.as_bytes()) {
-                tags.push(trim_ows(value.as_bytes()));
+            let tag = trim_ows(value.as_bytes());
+            if EntityTag::parse(tag).is_some() && !tags.contains(&tag) {
+                tags.push(tag);
             }
         }
     }

@@ -45,6 +45,11 @@ pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
 
 /// Whether the values of one selecting header field are the same in two requests.
 fn same_field(name: &str, stored: &HeaderMap, presented: &HeaderMap) -> bool {
+    // "If a header field is absent from a request, it can only match another request if it is
+    // also absent there" (§4.1), even when present with an empty value.
+    if stored.contains_key(name) != presented.contains_key(name) {
+        return false;
+    }
     let mut stored = list_members(stored.get_all(name).iter());
     let mut presented = list_members(presented.get_all(name).iter());
     loop {
