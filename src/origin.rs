@@ -62,13 +62,15 @@ impl Origin {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
         let task = tokio::spawn(async move {
+            // Connections live in this set, so stopping the origin closes them too.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let handler = handler.clone();
                 let recorded = recorded.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let handler = handler.clone();
                         let recorded = recorded.clone();
