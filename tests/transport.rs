@@ -1,0 +1,208 @@
+//! The layer over other transports and stores: a non-`Clone` inner service behind a
+//! concurrency limit, a store that is down, and the filesystem store.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_workspace::origin::{self, full, Origin};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_http_cache::store::{
+    BoxFuture, EntryWriter, StoreError, StoredEntry, StoredResponse, VariantId, WriteOptions,
+};
+use tower_http_cache::{CacheLayer, CacheOutcome, CacheStatus, FsStore, Store};
+
+/// A service that is deliberately not `Clone`, counting its calls.
+struct Counting {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Service<Request<Full<Bytes>>> for Counting {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Response::builder()
+                .header("cache-control", "max-age=60")
+                .body(Full::new(Bytes::from_static(b"counted")))
+                .expect("response"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_non_clone_inner_service_behind_a_concurrency_limit_keeps_its_readiness_contract() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // ConcurrencyLimit panics if `call` comes without a reserved permit, so this checks that
+    // every origin call is preceded by the inner service's own poll_ready.
+    let service = ServiceBuilder::new()
+        .layer(CacheLayer::new(tower_http_cache::MemoryStore::default()).coalesce(None))
+        .concurrency_limit(1)
+        .service(Counting {
+            calls: calls.clone(),
+        });
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = Request::get(format!("http://example.test/{}", i % 4))
+                .body(Full::default())
+                .expect("request");
+            let response = service.oneshot(request).await.expect("infallible");
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), "counted");
+    }
+    assert!(calls.load(Ordering::SeqCst) >= 4);
+}
+
+/// A store that is down: every operation fails.
+struct DownStore;
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::unavailable("connection refused"))
+}
+
+impl Store for DownStore {
+    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+        Box::pin(async { down() })
+    }
+    fn begin<'a>(
+        &'a self,
+        _: &'a str,
+        _: StoredResponse,
+        _: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        Box::pin(async { down() })
+    }
+    fn update<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a VariantId,
+        _: StoredResponse,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { down() })
+    }
+    fn remove<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { down() })
+    }
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { down() })
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_never_fails_a_request() {
+    let origin = Origin::start(|_| async {
+        Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(full("from the origin"))
+            .expect("response")
+    })
+    .await;
+    let service = ServiceBuilder::new()
+        .layer(CacheLayer::new(DownStore))
+        .service(origin::client());
+    for _ in 0..3 {
+        let request = Request::get(origin.url("/x"))
+            .body(Full::default())
+            .expect("request");
+        let response = service.clone().oneshot(request).await.expect("response");
+        let status = response
+            .extensions()
+            .get::<CacheStatus>()
+            .cloned()
+            .expect("status");
+        assert_eq!(status.outcome, CacheOutcome::Miss);
+        assert!(!status.stored);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, "from the origin");
+    }
+    assert_eq!(origin.hits(), 3);
+    // A POST's invalidation fails in the store too, and still succeeds for the client.
+    let request = Request::post(origin.url("/x"))
+        .body(Full::default())
+        .expect("request");
+    assert!(service.clone().oneshot(request).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_filesystem_store_serves_hits_across_layer_instances() {
+    let origin = Origin::start(|_| async {
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .body(full(vec![7u8; 300_000]))
+            .expect("response")
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("thc-transport-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for expected in [CacheOutcome::Miss, CacheOutcome::Hit] {
+        // A new store and layer each time: the second one finds the first one's entry on disk.
+        let store = FsStore::builder(&dir).build().expect("fs store");
+        let service = ServiceBuilder::new()
+            .layer(CacheLayer::new(store))
+            .service(origin::client());
+        let request = Request::get(origin.url("/big"))
+            .body(Full::default())
+            .expect("request");
+        let response = service.oneshot(request).await.expect("response");
+        let status = response
+            .extensions()
+            .get::<CacheStatus>()
+            .cloned()
+            .expect("status");
+        assert_eq!(status.outcome, expected);
+        let cookies: Vec<_> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .cloned()
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body.len(), 300_000);
+        assert!(body.iter().all(|&b| b == 7));
+    }
+    assert_eq!(origin.hits(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
