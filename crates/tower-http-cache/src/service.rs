@@ -274,11 +274,11 @@ where
         match lookup {
             Lookup::Fresh(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                Ok(self.from_store(serve, &mut bodies, request.method(), status))
+                Ok(self.serve_stored(serve, &mut bodies, request.method(), status))
             }
             Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                Ok(self.from_store(serve, &mut bodies, request.method(), status))
+                Ok(self.serve_stored(serve, &mut bodies, request.method(), status))
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -295,7 +295,7 @@ where
                         if self.shared.background_revalidation
                             && tokio::runtime::Handle::try_current().is_ok()
                         {
-                            let response = self.from_store(serve, &mut bodies, &method, status);
+                            let response = self.serve_stored(serve, &mut bodies, &method, status);
                             self.revalidate_in_background(
                                 request,
                                 context,
@@ -319,7 +319,7 @@ where
                             .await
                         }
                     }
-                    _ => Ok(self.from_store(serve, &mut bodies, &method, status)),
+                    _ => Ok(self.serve_stored(serve, &mut bodies, &method, status)),
                 }
             }
             Lookup::GatewayTimeout => Ok(self.gateway_timeout(&context)),
@@ -440,7 +440,7 @@ where
         status
     }
 
-    fn from_store(
+    fn serve_stored(
         &self,
         serve: Serve,
         bodies: &mut [Option<StoredBody>],
@@ -521,7 +521,7 @@ where
                             self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
-                        Ok(self.from_store(serve, &mut bodies, &head.method, status))
+                        Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
                     }
                     None => Err(error),
                 };
@@ -619,7 +619,7 @@ where
                 status.fwd_status = Some(StatusCode::NOT_MODIFIED);
                 status.stored = true;
                 drop(leader);
-                Ok(self.from_store(serve, &mut bodies, &head.method, status))
+                Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
             }
             ResponseAction::UpdateFromHead { updates, remove } => {
                 self.apply_updates(&context.key, &candidates, updates).await;
@@ -643,7 +643,7 @@ where
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
-                Ok(self.from_store(serve, &mut bodies, &head.method, status))
+                Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
