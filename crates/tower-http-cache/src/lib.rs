@@ -7,6 +7,88 @@
 //! `only-if-cached`, `stale-while-revalidate` with a background refresh, `stale-if-error`, and
 //! request coalescing. Bodies stream: a miss reaches the caller chunk by chunk while it is
 //! stored.
+//!
+//! # Example
+//!
+//! Any service works as the origin; here a closure that counts its calls:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_http_cache::{CacheLayer, CacheOutcome, CacheStatus, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let counter = calls.clone();
+//! let origin = tower::service_fn(move |_request: Request<Full<Bytes>>| {
+//!     counter.fetch_add(1, Ordering::SeqCst);
+//!     async {
+//!         let response = Response::builder()
+//!             .header("cache-control", "max-age=60")
+//!             .body(Full::new(Bytes::from_static(b"hello")))
+//!             .unwrap();
+//!         Ok::<_, std::convert::Infallible>(response)
+//!     }
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(CacheLayer::new(MemoryStore::default()))
+//!     .service(origin);
+//!
+//! for expected in [CacheOutcome::Miss, CacheOutcome::Hit] {
+//!     let request = Request::get("http://example.com/").body(Full::default()).unwrap();
+//!     let response = client.clone().oneshot(request).await.unwrap();
+//!     assert_eq!(response.extensions().get::<CacheStatus>().unwrap().outcome, expected);
+//!     // A response is stored once its body has been read to the end.
+//!     assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! }
+//! assert_eq!(calls.load(Ordering::SeqCst), 1);
+//! # }
+//! ```
+//!
+//! With hyper-util's legacy client, the layer goes in front of the client:
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::ServiceBuilder;
+//! use tower_http_cache::{CacheLayer, MemoryStore};
+//!
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let client = ServiceBuilder::new()
+//!     .layer(CacheLayer::new(MemoryStore::builder().max_capacity_bytes(256 << 20).build()))
+//!     .service(client);
+//! ```
+//!
+//! # What the cache does for one request
+//!
+//! 1. It computes the primary key ([`default_key`] of the target URI, or a [`CacheKey`]) and
+//!    reads the stored variants for it.
+//! 2. It asks the [`policy`] what to do and does it: serve a stored response, answer 304 to a
+//!    conditional request, answer 504 to `only-if-cached`, or go to the origin (with
+//!    validators when revalidating).
+//! 3. It hands the origin's answer to the policy: store it (the body is teed into the store
+//!    while the caller reads it, and committed at its end), refresh stored responses after a
+//!    304, serve a stale response instead of an error, or pass it through; and invalidates
+//!    what an unsafe method changed.
+//! 4. It records what happened in a [`CacheStatus`] in the response extensions, and with
+//!    [`CacheLayer::cache_status_header`] in an RFC 9211 `Cache-Status` header.
+//!
+//! A store that fails never fails a request: the cache logs it (feature `tracing`) and acts
+//! as if it had no entry. The inner service's error type is returned unchanged.
+//!
+//! # Feature flags
+//!
+//! - `memory` (default): [`MemoryStore`], re-exported from `cache-store`.
+//! - `fs`: [`FsStore`], the filesystem store.
+//! - `tracing`: logs storage failures with `tracing`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 

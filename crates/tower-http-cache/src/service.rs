@@ -145,7 +145,7 @@ struct Exchange<S, ReqB, ResB> {
 }
 
 /// What the cache knows about a request once its key and mode are settled.
-struct Context2 {
+struct Keyed {
     key: String,
     mode: CacheMode,
     ttl: Option<Duration>,
@@ -196,7 +196,7 @@ where
             let status = CacheStatus::new(CacheOutcome::Bypass, None);
             return Ok(self.finish(response.map(CacheBody::origin), status));
         };
-        let context = Context2 {
+        let context = Keyed {
             key,
             mode,
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
@@ -244,7 +244,7 @@ where
     async fn lookup(
         self,
         request: Request<ReqB>,
-        context: Context2,
+        context: Keyed,
         may_coalesce: bool,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
@@ -408,7 +408,7 @@ where
 
     /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
     /// `Err` waited for a leader: look in the store again.
-    async fn coalesce(&self, context: &Context2, may_coalesce: bool) -> Result<Option<Leader>, ()> {
+    async fn coalesce(&self, context: &Keyed, may_coalesce: bool) -> Result<Option<Leader>, ()> {
         let Some(timeout) = self.shared.coalesce.filter(|_| may_coalesce) else {
             return Ok(None);
         };
@@ -427,7 +427,7 @@ where
     fn served_status(
         &self,
         outcome: CacheOutcome,
-        context: &Context2,
+        context: &Keyed,
         serve: &Serve,
         candidates: &[Candidate],
     ) -> CacheStatus {
@@ -459,7 +459,7 @@ where
         self.finish(Response::from_parts(serve.response, body), status)
     }
 
-    fn gateway_timeout(&self, context: &Context2) -> Response<CacheBody<ResB>> {
+    fn gateway_timeout(&self, context: &Keyed) -> Response<CacheBody<ResB>> {
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
         let mut status = CacheStatus::new(CacheOutcome::Generated, Some(context.key.clone()));
@@ -487,7 +487,7 @@ where
     async fn forward(
         &self,
         request: Request<ReqB>,
-        context: Context2,
+        context: Keyed,
         trip: Trip,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let Trip {
@@ -551,18 +551,10 @@ where
                 if let Some(override_ttl) = context.ttl {
                     // The stored response says what the cache decided, so later lookups agree.
                     entry.headers.remove(EXPIRES);
-                    entry.headers.insert(
-                        CACHE_CONTROL,
-                        HeaderValue::from(override_ttl.as_secs())
-                            .to_str()
-                            .map_or_else(
-                                |_| HeaderValue::from_static("max-age=0"),
-                                |s| {
-                                    HeaderValue::from_str(&format!("max-age={s}"))
-                                        .unwrap_or(HeaderValue::from_static("max-age=0"))
-                                },
-                            ),
-                    );
+                    let max_age = format!("max-age={}", override_ttl.as_secs());
+                    if let Ok(value) = HeaderValue::try_from(max_age) {
+                        entry.headers.insert(CACHE_CONTROL, value);
+                    }
                     ttl = override_ttl;
                 }
                 if ttl.is_zero() {
@@ -715,7 +707,7 @@ where
     fn revalidate_in_background(
         &self,
         request: Request<ReqB>,
-        context: Context2,
+        context: Keyed,
         candidates: Vec<Candidate>,
         revalidation: Revalidation,
     ) {
