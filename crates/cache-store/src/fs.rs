@@ -25,12 +25,18 @@
 //! new temporary file, then renames it likewise (on Linux the copy is done by the kernel).
 //!
 //! Temporary files older than [`FsStoreBuilder::stale_temp_age`] (left by crashed writers) are
-//! removed when the store first scans the directory.
+//! removed when the store first scans the directory (on its first commit, update, clear or
+//! [`FsStore::size_bytes`]; reads never wait for the scan). A write that lasts longer than that
+//! age may have its temporary file removed by another process's scan; its commit then fails
+//! and nothing is stored.
+//!
+//! On Windows, renaming over a file that a reader holds open fails; such a commit returns an
+//! error and the old entry stays.
 //!
 //! # Size bound
 //!
 //! Each process keeps an index of entry files (size, last access by this process), built
-//! lazily by walking the directory on first use, ordered initially by modification time.
+//! lazily by walking the directory on first write, ordered initially by modification time.
 //! After a commit that takes the total over [`FsStoreBuilder::max_size_bytes`], the least
 //! recently used files are deleted. Files written by other processes sharing the directory are
 //! counted once this process reads them or rescans; each process enforces the bound on what it
@@ -421,6 +427,16 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The index if it was already built: reads use this, so that a read never waits for the
+    /// first directory scan (which will see the files anyway).
+    fn index_if_built(&self) -> Option<MutexGuard<'_, Index>> {
+        self.index.get().map(|index| {
+            index
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        })
+    }
+
     /// Calls `f(path, file name)` for every file in the two fan-out levels.
     fn walk(&self, mut f: impl FnMut(&Path, &str)) -> io::Result<()> {
         for level1 in fs::read_dir(&self.root)? {
@@ -501,9 +517,14 @@ impl Inner {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut index = self.index();
-        index.forget(path);
-        ignore_not_found(fs::remove_file(path))
+        // Unlink under the index lock, so a concurrent commit to the same path in this process
+        // is either removed with the old file or recorded after it.
+        let index = self.index_if_built();
+        let result = ignore_not_found(fs::remove_file(path));
+        if let Some(mut index) = index {
+            index.forget(path);
+        }
+        result
     }
 
     fn temp_path(&self, dir: &Path, key: &KeyHash, variant: &str) -> PathBuf {
@@ -555,7 +576,9 @@ impl Inner {
                     self.remove_file(path)?;
                     return Ok(None);
                 }
-                self.index().touch(path, file_len);
+                if let Some(mut index) = self.index_if_built() {
+                    index.touch(path, file_len);
+                }
                 Ok(Some(StoredEntry {
                     variant: meta.variant,
                     response: meta.response,
