@@ -10,7 +10,7 @@
 //! The key hash is the 128-bit XXH3 of the primary key in hex (its first four hex digits pick
 //! the two fan-out directories); the variant hash is the 64-bit XXH3 of the [`VariantId`]
 //! bytes. Both are stable across processes and versions. Each file holds one entry in the
-//! [`codec`](crate::codec) format: header section (with the primary key, compared on read, so
+//! [`codec`] format: header section (with the primary key, compared on read, so
 //! a hash collision is a miss), body, body CRC.
 //!
 //! # Crash safety and sharing

@@ -20,6 +20,27 @@
 //! - **Errors are values.** A backend that is down, a corrupt entry or a full disk is a
 //!   [`StoreError`] the caller can log and fall back from; a corrupt entry is simply not
 //!   returned (a miss). Nothing panics.
+//!
+//! # Backends
+//!
+//! - [`MemoryStore`] (feature `memory`, default): bounded by bytes, least recently used keys
+//!   evicted, bodies served as shared [`bytes::Bytes`] without copying.
+//! - [`FsStore`] (feature `fs`): one file per variant, written to a temporary file and renamed
+//!   into place (crash-safe, shareable between processes), checksummed, size-bounded, bodies
+//!   streamed from the open file. See [`fs`] for the layout.
+//!
+//! Backends that serialize entries can use the versioned, checksummed [`codec`]. Every backend
+//! should pass the [`conformance`] suite (feature `conformance`).
+//!
+//! # Feature flags
+//!
+//! | feature | default | what |
+//! |---------|---------|------|
+//! | `memory` | yes | [`MemoryStore`] (moka) |
+//! | `fs` | no | [`FsStore`] (tokio's blocking pool; `xxhash-rust` for file names) |
+//! | `conformance` | no | the backend test suite, [`conformance`] (tokio) |
+//!
+//! The default build pulls no async runtime.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
