@@ -222,7 +222,8 @@ pub enum NotStorable {
     /// The request carries `Authorization` and the response does not allow a shared cache to
     /// store it (§3.5).
     Authorization,
-    /// `Vary: *` never matches a later request (§4.1).
+    /// `Vary: *` never matches a later request (§4.1); neither does a `Vary` member that is
+    /// not a valid field name.
     VaryStar,
     /// Nothing makes the response reusable: no explicit freshness, no heuristics, no `public`
     /// or `private` (§3, "at least one of").

@@ -38,9 +38,11 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     list_members(headers.get_all(VARY).iter())
 }
 
-/// Whether `headers` carry `Vary: *`, which never matches a later request (RFC 9111 §4.1).
+/// Whether `headers` carry `Vary: *`, which never matches a later request (RFC 9111 §4.1), or
+/// a `Vary` member that is not a field name: the response varies on something no request can
+/// be compared on, so it never matches either ([`matches`]) and is not worth storing.
 pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
-    vary_names(headers).any(|name| name == b"*")
+    vary_names(headers).any(|name| name == b"*" || http::HeaderName::from_bytes(name).is_err())
 }
 
 /// Whether the values of one selecting header field are the same in two requests.

@@ -236,3 +236,15 @@ fn rfc9111_4_1_a_new_response_replaces_the_variants_it_supersedes() {
     assert_eq!(replaces, [1]);
     assert_eq!(entry.variant_key(), stored[1].variant_key());
 }
+
+#[test]
+fn rfc9111_4_1_vary_member_that_is_not_a_field_name_is_treated_like_star() {
+    for vary in ["accept language", "accept, \"quoted\"", "accept;q=1"] {
+        let response = resp(200, &[("cache-control", "max-age=60"), ("vary", vary)]);
+        assert_eq!(
+            storability(&private(), &get(&[]), &response),
+            Some(cache_policy::NotStorable::VaryStar),
+            "{vary}"
+        );
+    }
+}
