@@ -803,12 +803,14 @@ fn decode_open(
     let body_len = meta.body_len;
     let mut first = buf.freeze().split_off(header_len);
     first.truncate(usize::try_from(body_len - 1).unwrap_or(usize::MAX));
+    let mut crc = BodyChecksum::new();
+    crc.update(&first);
     let body = FileBody {
         file: Arc::new(file),
         offset: (header_len + first.len()) as u64,
         remaining: body_len - first.len() as u64,
-        crc: BodyChecksum::new(),
-        first: Some(first).filter(|f| !f.is_empty()),
+        crc: Some(crc),
+        ready: Some(first).filter(|f| !f.is_empty()).into_iter().collect(),
         reading: None,
         inline,
         done: false,
@@ -816,7 +818,10 @@ fn decode_open(
     Ok((meta, StoredBody::stream(body, Some(body_len))))
 }
 
-type ChunkRead = io::Result<(Bytes, Option<[u8; TRAILER_LEN]>)>;
+/// What one read of a [`FileBody`] produced: frames, and the running checksum to continue
+/// with. The read that reaches the end of the body also checks the trailer, and yields an
+/// error instead of its frames if the body does not match.
+type BatchRead = Result<(Vec<Bytes>, BodyChecksum), StoreError>;
 
 /// A body streamed from an open entry file, verified against its checksum at the end.
 struct FileBody {
@@ -825,53 +830,40 @@ struct FileBody {
     offset: u64,
     /// Body bytes not yet read from the file.
     remaining: u64,
-    crc: BodyChecksum,
-    first: Option<Bytes>,
-    reading: Option<JoinHandle<ChunkRead>>,
+    /// The checksum of the body bytes read so far; with the read task while one runs.
+    crc: Option<BodyChecksum>,
+    /// Frames read and checked, not yet yielded.
+    ready: std::collections::VecDeque<Bytes>,
+    reading: Option<JoinHandle<BatchRead>>,
     /// Read chunks on the polling task (see [`FsStoreBuilder::inline_reads`]).
     inline: bool,
     done: bool,
 }
 
-/// Reads the next chunk; when it reaches the end of the body, also the trailer.
-fn read_chunk(file: &File, offset: u64, remaining: u64) -> ChunkRead {
-    let want = remaining.min(CHUNK as u64) as usize;
+/// Reads up to `chunks` chunks of [`CHUNK`] bytes from `offset`; when that reaches the end of
+/// the body, also the trailer, which is verified before anything is returned.
+fn read_batch(
+    file: &File,
+    offset: u64,
+    remaining: u64,
+    mut crc: BodyChecksum,
+    chunks: usize,
+) -> BatchRead {
+    let want = remaining.min((CHUNK * chunks) as u64) as usize;
     let last = want as u64 == remaining;
     let mut buf = BytesMut::zeroed(want + if last { TRAILER_LEN } else { 0 });
     read_exact_at(file, &mut buf, offset)?;
-    let trailer = if last {
-        let t = buf.split_off(want);
-        let mut trailer = [0; TRAILER_LEN];
-        trailer.copy_from_slice(&t);
-        Some(trailer)
-    } else {
-        None
-    };
-    Ok((buf.freeze(), trailer))
-}
-
-impl FileBody {
-    fn finish_read(&mut self, read: ChunkRead) -> Option<Result<Frame<Bytes>, StoreError>> {
-        let (data, trailer) = match read {
-            Ok(read) => read,
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e.into()));
-            }
-        };
-        self.offset += data.len() as u64;
-        self.remaining -= data.len() as u64;
-        self.crc.update(&data);
-        if let Some(trailer) = trailer {
-            self.done = true;
-            let crc = std::mem::take(&mut self.crc);
-            // The last frame is only released once the whole body proved intact.
-            if let Err(e) = crc.verify(&trailer) {
-                return Some(Err(e.into()));
-            }
-        }
-        Some(Ok(Frame::data(data)))
+    let trailer = buf.split_off(want);
+    crc.update(&buf);
+    if last {
+        crc.clone().verify(&trailer)?;
     }
+    let mut data = buf.freeze();
+    let mut frames = Vec::with_capacity(chunks);
+    while !data.is_empty() {
+        frames.push(data.split_to(data.len().min(CHUNK)));
+    }
+    Ok((frames, crc))
 }
 
 impl Body for FileBody {
@@ -884,33 +876,52 @@ impl Body for FileBody {
     ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
         let this = &mut *self;
         loop {
-            if let Some(reading) = &mut this.reading {
+            if let Some(frame) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            let result = if let Some(reading) = &mut this.reading {
                 let result = ready!(Pin::new(reading).poll(cx));
                 this.reading = None;
-                let read = result.unwrap_or_else(|e| Err(io::Error::other(e)));
-                return Poll::Ready(this.finish_read(read));
-            }
-            if let Some(first) = this.first.take() {
-                this.crc.update(&first);
-                return Poll::Ready(Some(Ok(Frame::data(first))));
-            }
-            if this.done || this.remaining == 0 {
-                return Poll::Ready(None);
-            }
-            let (file, offset, remaining) = (this.file.clone(), this.offset, this.remaining);
-            match tokio::runtime::Handle::try_current() {
-                // Polled on the next turn of the loop, which registers our waker.
-                Ok(handle) if !this.inline => {
-                    this.reading =
-                        Some(handle.spawn_blocking(move || read_chunk(&file, offset, remaining)));
+                result.unwrap_or_else(|e| Err(StoreError::unavailable(e)))
+            } else {
+                if this.done || this.remaining == 0 {
+                    return Poll::Ready(None);
                 }
-                _ => return Poll::Ready(this.finish_read(read_chunk(&file, offset, remaining))),
+                let Some(crc) = this.crc.take() else {
+                    return Poll::Ready(None);
+                };
+                let (file, offset, remaining) = (this.file.clone(), this.offset, this.remaining);
+                match tokio::runtime::Handle::try_current() {
+                    // Off the executor, read several chunks per trip to the blocking pool: each
+                    // trip costs a thread handoff. Polled on the next turn of the loop.
+                    Ok(handle) if !this.inline => {
+                        this.reading =
+                            Some(handle.spawn_blocking(move || {
+                                read_batch(&file, offset, remaining, crc, 4)
+                            }));
+                        continue;
+                    }
+                    _ => read_batch(&file, offset, remaining, crc, 1),
+                }
+            };
+            match result {
+                Ok((frames, crc)) => {
+                    let read: u64 = frames.iter().map(|f| f.len() as u64).sum();
+                    this.offset += read;
+                    this.remaining -= read;
+                    this.crc = Some(crc);
+                    this.ready.extend(frames);
+                }
+                Err(e) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done || (self.remaining == 0 && self.ready.is_empty())
     }
 }
 

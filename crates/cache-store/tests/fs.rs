@@ -63,7 +63,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cache_store::conformance::{read_verified, seeded_body, seeded_response};
+use cache_store::conformance::{read_body, read_verified, seeded_body, seeded_response};
 use cache_store::{Store, WriteOptions};
 use http_body::Body;
 
@@ -169,6 +169,38 @@ async fn flipped_byte_in_large_body_is_a_body_error() {
     }
     assert!(failed, "a damaged body read to the end without error");
     assert!(at < len);
+}
+
+#[tokio::test]
+async fn flipped_byte_early_in_large_body_ends_the_read_with_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    for inline in [false, true] {
+        let store = FsStore::builder(dir.path())
+            .inline_reads(inline)
+            .build()
+            .expect("build");
+        let len = 3 << 20;
+        put(&store, "k", None, 1, len).await;
+        let path = store
+            .variant_paths("k")
+            .expect("list")
+            .pop()
+            .expect("one file");
+        flip(&path, 200_000);
+        let entry = store
+            .get("k")
+            .await
+            .expect("get")
+            .pop()
+            .expect("header is intact");
+        // Frames before the end cannot be checked yet; the read must end in an error, so a
+        // consumer never takes the body for complete.
+        let result = read_body(entry.body).await;
+        assert!(
+            result.is_err(),
+            "inline {inline}: damaged body read without error"
+        );
+    }
 }
 
 #[tokio::test]
