@@ -11,12 +11,20 @@ use tempfile::TempDir;
 struct Fs {
     dirs: Mutex<Vec<TempDir>>,
     inline_reads: bool,
+    fsync: bool,
 }
 
 impl Fs {
     fn inline() -> Self {
         Fs {
             inline_reads: true,
+            ..Fs::default()
+        }
+    }
+
+    fn fsync() -> Self {
+        Fs {
+            fsync: true,
             ..Fs::default()
         }
     }
@@ -31,6 +39,7 @@ impl Harness for Fs {
             .max_size_bytes(limits.max_total_bytes)
             .max_body_size(limits.max_body_size)
             .inline_reads(self.inline_reads)
+            .fsync(self.fsync)
             .build()
             .expect("build");
         self.dirs.lock().expect("lock").push(dir);
@@ -56,6 +65,10 @@ mod conformance {
 
 mod conformance_inline_reads {
     cache_store::conformance_tests!(super::Fs::inline());
+}
+
+mod conformance_fsync {
+    cache_store::conformance_tests!(super::Fs::fsync());
 }
 
 use std::path::Path;
