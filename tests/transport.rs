@@ -206,3 +206,72 @@ async fn the_filesystem_store_serves_hits_across_layer_instances() {
     assert_eq!(origin.hits(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn post_requests_are_cached_by_a_hash_of_their_body_when_opted_in() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower_http_cache::{BodyKeyLayer, ReplayBody};
+
+    let origin = Origin::start(|request| async move {
+        Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(full(format!(
+                "answer to {}",
+                String::from_utf8_lossy(&request.body)
+            )))
+            .expect("response")
+    })
+    .await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let service = ServiceBuilder::new()
+        .layer(BodyKeyLayer::new().max_body_size(1024))
+        .layer(
+            CacheLayer::new(tower_http_cache::MemoryStore::default()).methods([
+                http::Method::GET,
+                http::Method::HEAD,
+                http::Method::POST,
+            ]),
+        )
+        .service(client);
+    let post = |body: &'static str| {
+        let request = Request::post(origin.url("/graphql"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request");
+        let service = service.clone();
+        async move {
+            let response = service.oneshot(request).await.expect("response");
+            let status = response
+                .extensions()
+                .get::<CacheStatus>()
+                .cloned()
+                .expect("status");
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (status.outcome, body)
+        }
+    };
+    assert_eq!(
+        post("{a}").await,
+        (CacheOutcome::Miss, Bytes::from("answer to {a}"))
+    );
+    assert_eq!(
+        post("{a}").await,
+        (CacheOutcome::Hit, Bytes::from("answer to {a}"))
+    );
+    assert_eq!(
+        post("{b}").await,
+        (CacheOutcome::Miss, Bytes::from("answer to {b}"))
+    );
+    assert_eq!(origin.hits(), 2);
+    // A body over the limit streams to the origin unchanged and is not cached.
+    let big: &'static str = Box::leak("x".repeat(4096).into_boxed_str());
+    let (outcome, body) = post(big).await;
+    assert_eq!(outcome, CacheOutcome::Miss);
+    assert_eq!(body.len(), "answer to ".len() + 4096);
+    assert_eq!(post(big).await.0, CacheOutcome::Miss);
+}

@@ -89,10 +89,13 @@
 //! - `memory` (default): [`MemoryStore`], re-exported from `cache-store`.
 //! - `fs`: [`FsStore`], the filesystem store.
 //! - `tracing`: logs storage failures with `tracing`.
+//! - `body-key`: [`BodyKeyLayer`], caching POST requests keyed by a hash of their body.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod body;
+#[cfg(feature = "body-key")]
+mod body_key;
 mod clock;
 mod coalesce;
 mod future;
@@ -104,6 +107,9 @@ mod service;
 mod status;
 
 pub use body::{BodyError, CacheBody};
+#[cfg(feature = "body-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "body-key")))]
+pub use body_key::{BodyKey, BodyKeyError, BodyKeyLayer, ReplayBody};
 pub use clock::{Clock, SystemClock};
 pub use future::ResponseFuture;
 pub use key::default_key;

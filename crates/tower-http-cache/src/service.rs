@@ -149,6 +149,11 @@ struct Keyed {
     key: String,
     mode: CacheMode,
     ttl: Option<Duration>,
+    /// Whether responses to this request may be looked up and stored: a configured method,
+    /// and for methods other than GET and HEAD an explicit [`CacheKey`] (which
+    /// [`BodyKeyLayer`](crate::BodyKeyLayer) derives from the body). A POST response is never
+    /// reused for a POST with another body.
+    cacheable: bool,
 }
 
 impl<S, ReqB, ResB> Exchange<S, ReqB, ResB>
@@ -185,7 +190,15 @@ where
             let response = self.call_origin(request).await?;
             return Ok(response.map(CacheBody::origin));
         }
-        let key = match request.extensions().get::<CacheKey>() {
+        let explicit_key = request.extensions().get::<CacheKey>();
+        let cacheable = self
+            .shared
+            .policy
+            .options()
+            .cacheable_methods
+            .contains(request.method())
+            && (matches!(*request.method(), Method::GET | Method::HEAD) || explicit_key.is_some());
+        let key = match explicit_key {
             Some(CacheKey(key)) => Some(key.clone()),
             None => {
                 effective_uri(request.uri(), request.headers()).map(|uri| self.shared.key_for(&uri))
@@ -200,6 +213,7 @@ where
             key,
             mode,
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
+            cacheable,
         };
         self.lookup(request, context, true).await
     }
@@ -248,19 +262,16 @@ where
         may_coalesce: bool,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
-        let cacheable = self
-            .shared
-            .policy
-            .options()
-            .cacheable_methods
-            .contains(request.method());
+        let cacheable = context.cacheable;
         let (candidates, mut bodies) = if reads_cache && cacheable {
             self.candidates(&context.key).await
         } else {
             (Vec::new(), Vec::new())
         };
         let now = self.now();
-        let lookup = if reads_cache {
+        let lookup = if !cacheable {
+            Lookup::Forward(cache_policy::ForwardReason::Method)
+        } else if reads_cache {
             self.lookup_policy(context.mode)
                 .lookup(&request, &candidates, now)
         } else {
@@ -547,7 +558,7 @@ where
                 mut ttl,
                 freshness,
                 replaces,
-            } if context.mode != CacheMode::NoStore => {
+            } if context.cacheable && context.mode != CacheMode::NoStore => {
                 if let Some(override_ttl) = context.ttl {
                     // The stored response says what the cache decided, so later lookups agree.
                     entry.headers.remove(EXPIRES);
