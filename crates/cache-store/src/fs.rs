@@ -343,6 +343,20 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     }
 }
 
+/// Whether `path` still names the file whose metadata is `opened`.
+fn still_names(path: &Path, opened: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).is_ok_and(|now| now.ino() == opened.ino() && now.dev() == opened.dev())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, opened);
+        true
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     // Directories cannot be opened as files on Windows; the rename is durable there anyway
     // once the file is.
@@ -569,7 +583,8 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let file_len = file.metadata()?.len();
+        let opened = file.metadata()?;
+        let file_len = opened.len();
         match decode_open(key, file, file_len, self.inline_reads) {
             Ok((meta, body)) => {
                 if meta.expires <= SystemTime::now() {
@@ -589,7 +604,11 @@ impl Inner {
             // Intact, but another key's: leave it to that key.
             Err(ReadError::Decode(DecodeError::KeyMismatch)) => Ok(None),
             Err(ReadError::Decode(_)) => {
-                self.remove_file(path)?;
+                // Only if the name still holds the damaged file: another writer may have
+                // renamed a good entry over it since it was opened.
+                if still_names(path, &opened) {
+                    self.remove_file(path)?;
+                }
                 Ok(None)
             }
         }
