@@ -96,6 +96,7 @@
 mod body;
 #[cfg(feature = "body-key")]
 mod body_key;
+mod builder;
 mod clock;
 mod coalesce;
 mod future;
@@ -110,6 +111,7 @@ pub use body::{BodyError, CacheBody};
 #[cfg(feature = "body-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "body-key")))]
 pub use body_key::{BodyKey, BodyKeyError, BodyKeyLayer, ReplayBody};
+pub use builder::ServiceBuilderExt;
 pub use clock::{Clock, SystemClock};
 pub use future::ResponseFuture;
 pub use key::default_key;
