@@ -2,6 +2,10 @@
 //! rule has several cases. Every test name cites the section it checks. Times are explicit
 //! (`helpers::at`), nothing reads a clock and nothing sleeps.
 
+// Tables of tuples read better inline than behind type aliases; decisions are returned in
+// `Err` so that a test can show the unexpected one.
+#![allow(clippy::type_complexity, clippy::result_large_err)]
+
 mod helpers;
 
 mod options;
