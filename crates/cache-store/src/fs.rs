@@ -135,7 +135,6 @@ struct Inner {
     /// read-copy-rename of an update of the same key, so an update never resurrects a body
     /// that a concurrent commit replaced.
     locks: Box<[Mutex<()>]>,
-    temp_counter: AtomicU64,
 }
 
 /// Configures an [`FsStore`]; see [`FsStore::builder`].
@@ -204,7 +203,6 @@ impl FsStoreBuilder {
                 inline_reads: self.inline_reads,
                 index: OnceLock::new(),
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                temp_counter: AtomicU64::new(0),
             }),
         })
     }
@@ -542,7 +540,9 @@ impl Inner {
     }
 
     fn temp_path(&self, dir: &Path, key: &KeyHash, variant: &str) -> PathBuf {
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        // Process-wide, so that two stores on one directory in one process never collide.
+        static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         dir.join(format!(
             "{TEMP_PREFIX}{}-{n}-{}-{variant}",
             std::process::id(),
@@ -552,17 +552,20 @@ impl Inner {
 
     /// Creates a new temporary file in `dir`, creating the directory if needed.
     fn create_temp(&self, dir: &Path, key: &KeyHash, variant: &str) -> io::Result<(PathBuf, File)> {
-        let path = self.temp_path(dir, key, variant);
-        let open = || OpenOptions::new().write(true).create_new(true).open(&path);
-        let file = match open() {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir)?;
-                open()?
+        let mut attempts = 0;
+        loop {
+            let path = self.temp_path(dir, key, variant);
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts == 0 => {
+                    fs::create_dir_all(dir)?;
+                }
+                // Left by a crashed process that had our pid: take the next name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {}
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        };
-        Ok((path, file))
+            attempts += 1;
+        }
     }
 
     /// Renames a complete temporary file over `dest`, records it and enforces the size bound.

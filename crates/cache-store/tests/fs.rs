@@ -378,6 +378,36 @@ async fn the_index_sees_existing_entries_and_evicts_them() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_directory_never_mix_entries() {
+    // Two handles with separate indexes and locks, as two processes would have.
+    let dir = tempfile::tempdir().expect("dir");
+    let stores = [store_in(dir.path()), store_in(dir.path())];
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for lane in 0..3u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..10u64 {
+                    let seed = (s as u64 * 100 + lane) * 1000 + round;
+                    let language = if round % 2 == 0 { "en" } else { "fr" };
+                    let len = 500 + (seed as usize * 7919) % 150_000;
+                    put(&store, "shared", Some(language), seed, len).await;
+                    // Read through the other handle too.
+                    assert!(read_verified(&store, "shared").await.len() <= 2);
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    for store in &stores {
+        assert_eq!(read_verified(store, "shared").await.len(), 2);
+    }
+    assert!(stores[0].temp_paths().expect("temps").is_empty());
+}
+
 // --- Crash safety: a writer process killed with SIGKILL mid-write. ---
 
 const CHILD_DIR_VAR: &str = "CACHE_STORE_CRASH_CHILD_DIR";
