@@ -37,14 +37,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use cache_workspace::origin::{self, Origin, Recorded};
 use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING, UPGRADE, VIA};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -372,11 +371,9 @@ async fn handle(
         }
     }
     match service.oneshot(request).await {
-        Ok(response) => Ok(response.map(|body| {
-            DriveToEnd::new(body)
-                .map_err(|e| Box::new(e) as BoxError)
-                .boxed_unsync()
-        })),
+        Ok(response) => {
+            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+        }
         Err(error) => Ok(error_response(
             StatusCode::BAD_GATEWAY,
             format!(
@@ -440,82 +437,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     debug_assert!(!headers.contains_key(TRANSFER_ENCODING) && !headers.contains_key(UPGRADE));
-}
-
-/// Works around the cache body needing to be polled to its end (`None`) to commit a stored
-/// entry: hyper's HTTP/1 server stops polling a response body as soon as it has written
-/// `Content-Length` bytes, so a response teed into the store would never be committed. When
-/// the inner body says no bytes are left after a data frame, this wrapper holds that frame,
-/// polls the inner body to its end (the commit), then hands the frame over and reports the end
-/// of the stream.
-pub(crate) struct DriveToEnd<B> {
-    inner: B,
-    held: Option<Frame<Bytes>>,
-    ended: bool,
-}
-
-impl<B> DriveToEnd<B> {
-    pub(crate) fn new(inner: B) -> Self {
-        DriveToEnd {
-            inner,
-            held: None,
-            ended: false,
-        }
-    }
-}
-
-impl<B> Body for DriveToEnd<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = &mut *self;
-        loop {
-            if this.ended {
-                return Poll::Ready(this.held.take().map(Ok));
-            }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                None => this.ended = true,
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                Some(Ok(frame)) => {
-                    if let Some(held) = this.held.replace(frame) {
-                        // More frames after the announced end (trailers): pass them on.
-                        return Poll::Ready(Some(Ok(held)));
-                    }
-                    let last = this.held.as_ref().is_some_and(Frame::is_data)
-                        && this.inner.size_hint().exact() == Some(0);
-                    if !last {
-                        return Poll::Ready(this.held.take().map(Ok));
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended && self.held.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let held = self
-            .held
-            .as_ref()
-            .and_then(Frame::data_ref)
-            .map_or(0, |data| data.len() as u64);
-        let inner = self.inner.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + held);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + held);
-        }
-        hint
-    }
 }
 
 fn error_response(status: StatusCode, text: String) -> Response<ProxyBody> {

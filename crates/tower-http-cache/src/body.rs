@@ -53,6 +53,23 @@ pin_project! {
         #[pin]
         kind: Kind<B>,
     }
+
+    impl<B> PinnedDrop for CacheBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let KindProj::Tee { committing, .. } = this.project().kind.project() else {
+                return;
+            };
+            // The caller stopped reading after the last chunk (hyper's server stops once it
+            // has written Content-Length bytes and drops the body) while the commit was under
+            // way: let it finish in the background. A writer still held here belongs to an
+            // incomplete body and is abandoned when dropped.
+            if let (Some(commit), Ok(runtime)) =
+                (committing.take(), tokio::runtime::Handle::try_current())
+            {
+                runtime.spawn(commit);
+            }
+        }
+    }
 }
 
 pin_project! {
@@ -123,7 +140,7 @@ where
                 .poll_frame(cx)
                 .map(|frame| frame.map(|result| result.map(to_bytes).map_err(BodyError::Origin))),
             KindProj::Tee {
-                body,
+                mut body,
                 writer,
                 finish,
                 committing,
@@ -133,7 +150,7 @@ where
                     *committing = None;
                     return Poll::Ready(None);
                 }
-                match ready!(body.poll_frame(cx)) {
+                match ready!(body.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => {
                         let frame = to_bytes(frame);
                         if let (Some(data), Some(w)) = (frame.data_ref(), writer.as_mut()) {
@@ -142,6 +159,16 @@ where
                                 crate::log::store_error("write", &_error);
                                 *writer = None;
                                 *finish = None;
+                            }
+                        }
+                        if body.is_end_stream() {
+                            // The last chunk: commit now rather than on a further poll that a
+                            // caller reading exactly Content-Length bytes may never make.
+                            if let (Some(w), Some(f)) = (writer.take(), finish.take()) {
+                                let mut commit = f(w);
+                                if commit.as_mut().poll(cx).is_pending() {
+                                    *committing = Some(commit);
+                                }
                             }
                         }
                         Poll::Ready(Some(Ok(frame)))
