@@ -29,6 +29,32 @@ mod conformance {
     cache_store::conformance_tests!(super::Memory);
 }
 
+/// The same store behind `Arc<dyn Store>`, as a cache layer holds a store chosen at run time.
+#[derive(Default)]
+struct Dyn {
+    last: std::sync::Mutex<Option<MemoryStore>>,
+}
+
+impl Harness for Dyn {
+    type Store = std::sync::Arc<dyn Store>;
+
+    fn new_store(&self, limits: Limits) -> std::sync::Arc<dyn Store> {
+        let store = Memory.new_store(limits);
+        *self.last.lock().expect("lock") = Some(store.clone());
+        std::sync::Arc::new(store)
+    }
+
+    fn settle(&self, _store: &std::sync::Arc<dyn Store>) {
+        if let Some(store) = &*self.last.lock().expect("lock") {
+            store.run_pending_tasks();
+        }
+    }
+}
+
+mod conformance_dyn {
+    cache_store::conformance_tests!(super::Dyn::default());
+}
+
 fn response() -> StoredResponse {
     StoredResponse {
         method: Method::GET,
