@@ -101,6 +101,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     invisible_until_commit(harness).await;
     aborted_write_leaves_nothing(harness).await;
     update_keeps_body(harness).await;
+    update_ignores_a_replaced_representation(harness).await;
     remove_and_clear(harness).await;
     ttl_expiry(harness).await;
     size_bound_eviction(harness).await;
@@ -131,6 +132,7 @@ macro_rules! conformance_tests {
             invisible_until_commit,
             aborted_write_leaves_nothing,
             update_keeps_body,
+            update_ignores_a_replaced_representation,
             remove_and_clear,
             ttl_expiry,
             size_bound_eviction,
@@ -491,6 +493,79 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
         .expect("update of a missing key is not an error");
     assert_eq!(get(&store, KEY).await.len(), 2);
     assert!(get(&store, "https://example.com/none").await.is_empty());
+}
+
+/// An update computed for a version that has since been replaced (another `ETag`), or whose
+/// `Content-Length` does not match the stored body, is ignored: it would pair one response's
+/// header lines with another's body.
+pub async fn update_ignores_a_replaced_representation<H: Harness>(harness: &H) {
+    let store = harness.new_store(Limits::default());
+    let tagged = |seed: u64, len: usize, etag: &'static str| {
+        let mut response = seeded_response(None, seed, len);
+        response
+            .headers
+            .append("etag", HeaderValue::from_static(etag));
+        response
+    };
+    put(
+        &store,
+        KEY,
+        tagged(1, 100, "\"one\""),
+        &seeded_body(1, 100),
+        50,
+        HOUR,
+    )
+    .await;
+    let variant = VariantId::of(&tagged(1, 100, "\"one\""));
+    // Replaced by a new representation before the 304 for the first one arrives.
+    put(
+        &store,
+        KEY,
+        tagged(2, 200, "\"two\""),
+        &seeded_body(2, 200),
+        50,
+        HOUR,
+    )
+    .await;
+    let mut stale = tagged(1, 100, "\"one\"");
+    stale.response_time += Duration::from_secs(60);
+    store
+        .update(KEY, &variant, stale, HOUR)
+        .await
+        .expect("update");
+    let seen = read_verified(&store, KEY).await;
+    assert_eq!(
+        seen.iter().map(|s| s.1).collect::<Vec<_>>(),
+        [2],
+        "mixed entry"
+    );
+
+    // A Content-Length that does not match the stored body.
+    let mut wrong_length = tagged(2, 200, "\"two\"");
+    wrong_length
+        .headers
+        .insert("content-length", HeaderValue::from_static("999"));
+    store
+        .update(KEY, &variant, wrong_length, HOUR)
+        .await
+        .expect("update");
+    let entries = get(&store, KEY).await;
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].response.headers.get("content-length").is_none());
+
+    // The matching update applies.
+    let mut fresh = tagged(2, 200, "\"two\"");
+    fresh
+        .headers
+        .insert("content-length", HeaderValue::from_static("200"));
+    store
+        .update(KEY, &variant, fresh.clone(), HOUR)
+        .await
+        .expect("update");
+    let entries = get(&store, KEY).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].response, fresh);
+    assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }
 
 /// Removing one variant keeps the others; removing a key removes all its variants; clear

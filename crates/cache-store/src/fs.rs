@@ -650,7 +650,10 @@ impl Inner {
             Err(ReadError::Io(e)) => return Err(e.into()),
             Err(ReadError::Decode(_)) => return Ok(()),
         };
-        if old.key != key || old.variant != *variant {
+        if old.key != key
+            || old.variant != *variant
+            || !crate::update_applies(&old.response, old.body_len, &response)
+        {
             return Ok(());
         }
         let meta = EntryMeta {

@@ -67,5 +67,5 @@ pub use fs::{FsStore, FsStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
-pub use store::{BoxFuture, EntryWriter, Store, StoredEntry, WriteOptions};
+pub use store::{update_applies, BoxFuture, EntryWriter, Store, StoredEntry, WriteOptions};
 pub use variant::VariantId;

@@ -340,7 +340,11 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.inner.modify(key, |list| {
-                for slot in list.iter_mut().filter(|v| v.id == *variant) {
+                for slot in list
+                    .iter_mut()
+                    .filter(|v| v.id == *variant)
+                    .filter(|v| crate::update_applies(&v.response, v.body.len() as u64, &response))
+                {
                     let weight = variant_weight(&response, &slot.body);
                     *slot = Arc::new(Variant {
                         id: slot.id.clone(),

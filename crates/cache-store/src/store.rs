@@ -188,6 +188,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the metadata of one stored variant, keeping its body (RFC 9111 §4.3.4, after a
     /// 304), and resets its TTL. Updating a variant that no longer exists is not an error.
+    ///
+    /// The update is ignored when [`update_applies`] says the new metadata does not describe
+    /// the stored body (its `ETag` or `Content-Length` differ): the variant was replaced after
+    /// the caller read it, and applying the update would pair one response's header lines with
+    /// another's body.
     fn update<'a>(
         &'a self,
         key: &'a str,
@@ -259,4 +264,53 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).clear()
     }
+}
+
+/// Whether `update` (metadata refreshed by a 304) may replace the metadata of a stored variant
+/// whose response is `stored` and whose body is `stored_body_len` bytes long.
+///
+/// It may not when both carry an `ETag` and they differ (the 304 refreshed another
+/// representation: RFC 9111 §4.3.4 selects stored responses by validator), or when `update`
+/// carries a `Content-Length` other than the stored body's length. Backends call this inside
+/// [`Store::update`], under whatever makes their read-modify-write atomic.
+///
+/// ```
+/// use cache_store::update_applies;
+/// # use std::time::SystemTime;
+/// # use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+/// # let mut stored = cache_policy::StoredResponse {
+/// #     method: Method::GET, uri: Uri::from_static("http://example.com/"),
+/// #     status: StatusCode::OK, headers: HeaderMap::new(), vary_request_headers: HeaderMap::new(),
+/// #     request_time: SystemTime::UNIX_EPOCH, response_time: SystemTime::UNIX_EPOCH,
+/// # };
+/// stored.headers.insert("etag", HeaderValue::from_static("\"v2\""));
+/// let mut refreshed = stored.clone();
+/// assert!(update_applies(&stored, 10, &refreshed));
+/// refreshed.headers.insert("etag", HeaderValue::from_static("\"v1\""));
+/// assert!(!update_applies(&stored, 10, &refreshed));
+/// ```
+pub fn update_applies(
+    stored: &StoredResponse,
+    stored_body_len: u64,
+    update: &StoredResponse,
+) -> bool {
+    let etags = |r: &StoredResponse| -> Vec<Vec<u8>> {
+        r.headers
+            .get_all(http::header::ETAG)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    };
+    let (old, new) = (etags(stored), etags(update));
+    if !old.is_empty() && !new.is_empty() && old != new {
+        return false;
+    }
+    let lengths = update.headers.get_all(http::header::CONTENT_LENGTH);
+    lengths.iter().all(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none_or(|len| len == stored_body_len)
+    })
 }
