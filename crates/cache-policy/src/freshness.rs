@@ -72,8 +72,76 @@ pub(crate) fn is_heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
+/// An HTTP-date (RFC 9110 §5.6.7). The IMF-fixdate form, which senders must generate, takes a
+/// fast path (the hot path of every lookup reads `Date`); the obsolete forms go to `httpdate`.
 pub(crate) fn parse_date(value: &HeaderValue) -> Option<SystemTime> {
+    if let Some(time) = parse_imf_fixdate(value.as_bytes()) {
+        return Some(time);
+    }
     httpdate::parse_http_date(value.to_str().ok()?).ok()
+}
+
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, validated as strictly as `httpdate` does (ranges, day of
+/// month, weekday, years 1970 to 9999). `None` means "not a valid IMF-fixdate", and the caller
+/// tries the other forms.
+fn parse_imf_fixdate(s: &[u8]) -> Option<SystemTime> {
+    if s.len() != 29
+        || &s[3..5] != b", "
+        || s[7] != b' '
+        || s[11] != b' '
+        || s[16] != b' '
+        || s[19] != b':'
+        || s[22] != b':'
+        || &s[25..] != b" GMT"
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u64> {
+        s[from..to].iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    };
+    let weekday = WEEKDAYS.iter().position(|d| **d == [s[0], s[1], s[2]])? as u64;
+    let day = number(5, 7)?;
+    let month = MONTHS.iter().position(|m| **m == [s[8], s[9], s[10]])? as u64 + 1;
+    let year = number(12, 16)?;
+    let (hour, minute, second) = (number(17, 19)?, number(20, 22)?, number(23, 25)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1970..=9999).contains(&year)
+        || day == 0
+        || day > month_days
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil), which was a Thursday.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let (era, year_of_era) = (y / 400, y % 400);
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    if (days + 3) % 7 != weekday {
+        return None;
+    }
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
 /// The `Date` of a stored response; its `response_time` when `Date` is missing or invalid
@@ -202,5 +270,44 @@ pub(crate) fn lifetime(
     match options.max_ttl {
         Some(max) if lifetime > max => (max, source),
         _ => (lifetime, source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc9110_5_6_7_fast_imf_fixdate_agrees_with_httpdate() {
+        // Every ~1.1 days from 1970 to 9999, at varying times of day.
+        let mut seconds: u64 = 0;
+        while seconds < 253_402_300_799 {
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+            let formatted = httpdate::fmt_http_date(time);
+            assert_eq!(
+                parse_imf_fixdate(formatted.as_bytes()),
+                Some(time),
+                "{formatted}"
+            );
+            seconds += 97_213;
+        }
+        for invalid in [
+            "Mon, 06 Nov 1994 08:49:37 GMT", // wrong weekday
+            "Sun, 29 Feb 2023 08:49:37 GMT", // not a leap year
+            "Thu, 29 Feb 2024 08:49:37 GMT", // 2024-02-29 was a Thursday: valid, checked below
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 08:49:60 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, +6 Nov 1994 08:49:37 GMT",
+        ] {
+            let fast = parse_imf_fixdate(invalid.as_bytes());
+            let reference = httpdate::parse_http_date(invalid).ok();
+            assert_eq!(fast, reference, "{invalid}");
+        }
+        assert!(parse_imf_fixdate(b"Thu, 29 Feb 2024 08:49:37 GMT").is_some());
     }
 }

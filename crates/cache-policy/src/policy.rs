@@ -142,6 +142,41 @@ fn is_conditional(headers: &HeaderMap) -> bool {
     headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE)
 }
 
+/// The request fields that change a lookup, found in one pass over the field names instead of
+/// one hash lookup each (most requests carry none of them).
+#[derive(Default)]
+struct RequestScan {
+    /// `Range`.
+    range: bool,
+    /// `If-Match`, `If-Unmodified-Since` or `If-Range`.
+    precondition: bool,
+    /// `Cache-Control` or `Pragma`.
+    directives: bool,
+    /// `If-None-Match` or `If-Modified-Since`.
+    conditional: bool,
+}
+
+impl RequestScan {
+    fn new(headers: &HeaderMap) -> Self {
+        let mut scan = RequestScan::default();
+        for name in headers.keys() {
+            if name == header::RANGE {
+                scan.range = true;
+            } else if name == header::IF_MATCH
+                || name == header::IF_UNMODIFIED_SINCE
+                || name == header::IF_RANGE
+            {
+                scan.precondition = true;
+            } else if name == header::CACHE_CONTROL || name == header::PRAGMA {
+                scan.directives = true;
+            } else if name == header::IF_NONE_MATCH || name == header::IF_MODIFIED_SINCE {
+                scan.conditional = true;
+            }
+        }
+        scan
+    }
+}
+
 fn seconds(duration: Duration) -> HeaderValue {
     HeaderValue::from(duration.as_secs().min(DELTA_SECONDS_MAX))
 }
@@ -380,16 +415,18 @@ impl CachePolicy {
         if !self.options.cacheable_methods.contains(request.method) {
             return Lookup::Forward(ForwardReason::Method);
         }
-        if request.headers.contains_key(header::RANGE) {
+        let scan = RequestScan::new(request.headers);
+        if scan.range {
             return Lookup::Forward(ForwardReason::Range);
         }
-        if request.headers.contains_key(header::IF_MATCH)
-            || request.headers.contains_key(header::IF_UNMODIFIED_SINCE)
-            || request.headers.contains_key(header::IF_RANGE)
-        {
+        if scan.precondition {
             return Lookup::Forward(ForwardReason::Precondition);
         }
-        let request_cc = self.request_directives(request.headers);
+        let request_cc = if scan.directives {
+            self.request_directives(request.headers)
+        } else {
+            RequestDirectives::default()
+        };
         let (selected, any_method_match) = self.select(request, candidates);
         let Some((index, stored)) = selected else {
             if request_cc.only_if_cached {
@@ -426,7 +463,9 @@ impl CachePolicy {
                     freshness.time_to_live() >= Duration::from_secs(min_fresh)
                 });
             if fresh_enough {
-                return if validation::client_condition_met(request, stored) == Some(true) {
+                return if scan.conditional
+                    && validation::client_condition_met(request, stored) == Some(true)
+                {
                     Lookup::NotModified(self.not_modified(index, stored, freshness))
                 } else {
                     Lookup::Fresh(self.serve(index, stored, freshness))

@@ -137,18 +137,35 @@ pub(crate) fn conditional_headers<'a>(
     candidates: impl Iterator<Item = &'a StoredResponse>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut tags: Vec<&[u8]> = Vec::new();
+    // The first tag is sent as stored (a reference-counted clone); a list is built only when
+    // candidates have several distinct tags.
+    let mut first: Option<(&HeaderValue, &[u8])> = None;
+    let mut more: Vec<&[u8]> = Vec::new();
     for candidate in candidates {
         if let Some(value) = candidate.headers.get(ETAG) {
             let tag = trim_ows(value.as_bytes());
-            if EntityTag::parse(tag).is_some() && !tags.contains(&tag) {
-                tags.push(tag);
+            if EntityTag::parse(tag).is_none() {
+                continue;
+            }
+            match first {
+                None => first = Some((value, tag)),
+                Some((_, first_tag)) if first_tag == tag || more.contains(&tag) => {}
+                Some(_) => more.push(tag),
             }
         }
     }
-    if !tags.is_empty() {
-        let joined = tags.join(&b", "[..]);
-        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+    if let Some((value, tag)) = first {
+        let value = if more.is_empty() && tag.len() == value.len() {
+            Some(value.clone())
+        } else {
+            let mut joined = tag.to_vec();
+            for tag in more {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(tag);
+            }
+            HeaderValue::from_bytes(&joined).ok()
+        };
+        if let Some(value) = value {
             headers.insert(IF_NONE_MATCH, value);
         }
     }

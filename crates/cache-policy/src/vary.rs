@@ -1,7 +1,7 @@
 //! RFC 9111 §4.1: calculating cache keys with the `Vary` header field.
 
 use http::header::VARY;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::StoredResponse;
 
@@ -42,18 +42,31 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
 /// a `Vary` member that is not a field name: the response varies on something no request can
 /// be compared on, so it never matches either ([`matches`]) and is not worth storing.
 pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
-    vary_names(headers).any(|name| name == b"*" || http::HeaderName::from_bytes(name).is_err())
+    vary_names(headers).any(|name| !is_field_name(name))
 }
 
-/// Whether the values of one selecting header field are the same in two requests.
-fn same_field(name: &str, stored: &HeaderMap, presented: &HeaderMap) -> bool {
-    // "If a header field is absent from a request, it can only match another request if it is
-    // also absent there" (§4.1), even when present with an empty value.
-    if stored.contains_key(name) != presented.contains_key(name) {
-        return false;
+/// A field name (RFC 9110 §5.1: a token); `*` is not one here.
+fn is_field_name(name: &[u8]) -> bool {
+    name != b"*" && !name.is_empty() && name.iter().all(|&b| crate::directives::is_tchar(b))
+}
+
+/// Whether two sets of field lines for one field carry the same values.
+fn same_values(
+    stored: http::header::GetAll<'_, HeaderValue>,
+    presented: http::header::GetAll<'_, HeaderValue>,
+) -> bool {
+    let (mut a, mut b) = (stored.iter(), presented.iter());
+    match (a.next(), b.next()) {
+        (None, None) => return true,
+        // "If a header field is absent from a request, it can only match another request if
+        // it is also absent there" (§4.1), even when present with an empty value.
+        (None, Some(_)) | (Some(_), None) => return false,
+        // The usual case, one identical line on both sides, needs no normalization.
+        (Some(x), Some(y)) if x == y && a.next().is_none() && b.next().is_none() => return true,
+        _ => {}
     }
-    let mut stored = list_members(stored.get_all(name).iter());
-    let mut presented = list_members(presented.get_all(name).iter());
+    let mut stored = list_members(stored.iter());
+    let mut presented = list_members(presented.iter());
     loop {
         match (stored.next(), presented.next()) {
             (None, None) => return true,
@@ -63,23 +76,27 @@ fn same_field(name: &str, stored: &HeaderMap, presented: &HeaderMap) -> bool {
     }
 }
 
+/// Whether the values of one selecting header field are the same in two requests.
+fn same_field(name: &[u8], stored: &HeaderMap, presented: &HeaderMap) -> bool {
+    // The stored selecting fields are few and already parsed: finding the name among them
+    // avoids parsing it again for each lookup in both maps.
+    if let Some(key) = stored
+        .keys()
+        .find(|key| key.as_str().as_bytes().eq_ignore_ascii_case(name))
+    {
+        return same_values(stored.get_all(key), presented.get_all(key));
+    }
+    // Absent from the stored request: it must be absent from this one too.
+    std::str::from_utf8(name).is_ok_and(|name| !presented.contains_key(name))
+}
+
 /// RFC 9111 §4.1: whether the selecting header fields of the request that produced `stored`
-/// match those of the presented request. `Vary: *` never matches; field names compare
-/// case-insensitively; values compare after removing whitespace around list members and
-/// combining field lines.
+/// match those of the presented request. `Vary: *` never matches, nor does a member that is
+/// not a field name; field names compare case-insensitively; values compare after removing
+/// whitespace around list members and combining field lines.
 pub(crate) fn matches(stored: &StoredResponse, presented: &HeaderMap) -> bool {
     vary_names(&stored.headers).all(|name| {
-        if name == b"*" {
-            return false;
-        }
-        match std::str::from_utf8(name) {
-            Ok(name) => {
-                // An invalid field name cannot have been sent by either request.
-                http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                    && same_field(name, &stored.vary_request_headers, presented)
-            }
-            Err(_) => false,
-        }
+        is_field_name(name) && same_field(name, &stored.vary_request_headers, presented)
     })
 }
 
