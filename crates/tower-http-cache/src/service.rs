@@ -282,14 +282,11 @@ where
             CacheMode::ForceCache | CacheMode::OnlyIfCached
         );
 
-        match lookup {
-            Lookup::Fresh(serve) => {
+        let method = request.method().clone();
+        let (revalidation, fwd, coalesce) = match lookup {
+            Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                Ok(self.serve_stored(serve, &mut bodies, request.method(), status))
-            }
-            Lookup::NotModified(serve) => {
-                let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                Ok(self.serve_stored(serve, &mut bodies, request.method(), status))
+                return Ok(self.serve_stored(serve, &mut bodies, &method, status));
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -300,121 +297,63 @@ where
                     CacheOutcome::Stale
                 };
                 let status = self.served_status(outcome, &context, &serve, &candidates);
-                let method = request.method().clone();
                 match revalidate {
-                    Some(revalidation) if !forcing => {
-                        if self.shared.background_revalidation
-                            && tokio::runtime::Handle::try_current().is_ok()
-                        {
-                            let response = self.serve_stored(serve, &mut bodies, &method, status);
-                            self.revalidate_in_background(
-                                request,
-                                context,
-                                candidates,
-                                revalidation,
-                            );
-                            Ok(response)
-                        } else {
-                            let fwd = revalidation.reason.cache_status_fwd();
-                            self.forward(
-                                request,
-                                context,
-                                Trip {
-                                    candidates,
-                                    bodies,
-                                    revalidation: Some(revalidation),
-                                    leader: None,
-                                    fwd,
-                                },
-                            )
-                            .await
-                        }
+                    // stale-while-revalidate without a runtime to refresh in: revalidate now.
+                    Some(revalidation) if !forcing && !self.can_spawn() => {
+                        (Some(revalidation), "stale", false)
                     }
-                    _ => Ok(self.serve_stored(serve, &mut bodies, &method, status)),
+                    Some(revalidation) if !forcing => {
+                        let response = self.serve_stored(serve, &mut bodies, &method, status);
+                        self.revalidate_in_background(request, context, candidates, revalidation);
+                        return Ok(response);
+                    }
+                    _ => return Ok(self.serve_stored(serve, &mut bodies, &method, status)),
                 }
             }
-            Lookup::GatewayTimeout => Ok(self.gateway_timeout(&context)),
+            Lookup::GatewayTimeout => return Ok(self.gateway_timeout(&context)),
             Lookup::Revalidate(_) | Lookup::Forward(_)
                 if context.mode == CacheMode::OnlyIfCached =>
             {
-                Ok(self.gateway_timeout(&context))
+                return Ok(self.gateway_timeout(&context));
             }
-            Lookup::Revalidate(revalidation) if !forcing => {
-                let fwd = revalidation.reason.cache_status_fwd();
-                let leader = match self.coalesce(&context, may_coalesce).await {
-                    Ok(leader) => leader,
-                    Err(()) => return Box::pin(self.lookup(request, context, false)).await,
-                };
-                self.forward(
-                    request,
-                    context,
-                    Trip {
-                        candidates,
-                        bodies,
-                        revalidation: Some(revalidation),
-                        leader,
-                        fwd,
-                    },
-                )
-                .await
+            // Force-cache found nothing usable: a plain request, stored by the usual rules.
+            Lookup::Revalidate(revalidation) if forcing => {
+                (None, revalidation.reason.cache_status_fwd(), false)
             }
             Lookup::Revalidate(revalidation) => {
                 let fwd = revalidation.reason.cache_status_fwd();
-                self.forward(
-                    request,
-                    context,
-                    Trip {
-                        candidates,
-                        bodies,
-                        revalidation: None,
-                        leader: None,
-                        fwd,
-                    },
-                )
-                .await
+                (Some(revalidation), fwd, true)
             }
-            Lookup::Forward(reason) => {
-                let leader = if cacheable && reason != cache_policy::ForwardReason::Method {
-                    match self.coalesce(&context, may_coalesce).await {
-                        Ok(leader) => leader,
-                        Err(()) => return Box::pin(self.lookup(request, context, false)).await,
-                    }
-                } else {
-                    None
-                };
-                let fwd = if reads_cache {
-                    reason.cache_status_fwd()
-                } else {
-                    "request"
-                };
-                self.forward(
-                    request,
-                    context,
-                    Trip {
-                        candidates,
-                        bodies,
-                        revalidation: None,
-                        leader,
-                        fwd,
-                    },
-                )
-                .await
+            Lookup::Forward(reason) if reads_cache => (
+                None,
+                reason.cache_status_fwd(),
+                cacheable && reason != cache_policy::ForwardReason::Method,
+            ),
+            Lookup::Forward(_) => (None, "request", false),
+            _ => (None, "miss", false),
+        };
+        let leader = if coalesce {
+            match self.coalesce(&context, may_coalesce).await {
+                Ok(leader) => leader,
+                // A coalesced request finished: look again, and go alone if still needed.
+                Err(()) => return Box::pin(self.lookup(request, context, false)).await,
             }
-            _ => {
-                self.forward(
-                    request,
-                    context,
-                    Trip {
-                        candidates,
-                        bodies,
-                        revalidation: None,
-                        leader: None,
-                        fwd: "miss",
-                    },
-                )
-                .await
-            }
-        }
+        } else {
+            None
+        };
+        let trip = Trip {
+            candidates,
+            bodies,
+            revalidation,
+            leader,
+            fwd,
+        };
+        self.forward(request, context, trip).await
+    }
+
+    /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
+    fn can_spawn(&self) -> bool {
+        self.shared.background_revalidation && tokio::runtime::Handle::try_current().is_ok()
     }
 
     /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
