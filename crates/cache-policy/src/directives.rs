@@ -372,34 +372,26 @@ impl ResponseDirectives {
     fn apply(&mut self, d: RawDirective<'_>) {
         let name = d.name;
         let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
-        if is("max-age") {
-            merge_seconds(&mut self.max_age, d.argument);
-        } else if is("s-maxage") {
-            merge_seconds(&mut self.s_maxage, d.argument);
-        } else if is("no-cache") {
-            self.no_cache.merge(d.argument);
-        } else if is("private") {
-            self.private.merge(d.argument);
-        } else if is("no-store") {
-            self.no_store = true;
-        } else if is("no-transform") {
-            self.no_transform = true;
-        } else if is("must-revalidate") {
-            self.must_revalidate = true;
-        } else if is("proxy-revalidate") {
-            self.proxy_revalidate = true;
-        } else if is("must-understand") {
-            self.must_understand = true;
-        } else if is("public") {
-            self.public = true;
-        } else if is("immutable") {
-            self.immutable = true;
-        } else if is("stale-while-revalidate") {
-            merge_seconds(&mut self.stale_while_revalidate, d.argument);
-        } else if is("stale-if-error") {
-            merge_seconds(&mut self.stale_if_error, d.argument);
+        // Dispatch on the length first: this runs for every directive of every lookup.
+        match name.len() {
+            6 if is("public") => self.public = true,
+            7 if is("max-age") => merge_seconds(&mut self.max_age, d.argument),
+            7 if is("private") => self.private.merge(d.argument),
+            8 if is("s-maxage") => merge_seconds(&mut self.s_maxage, d.argument),
+            8 if is("no-cache") => self.no_cache.merge(d.argument),
+            8 if is("no-store") => self.no_store = true,
+            9 if is("immutable") => self.immutable = true,
+            12 if is("no-transform") => self.no_transform = true,
+            14 if is("stale-if-error") => merge_seconds(&mut self.stale_if_error, d.argument),
+            15 if is("must-revalidate") => self.must_revalidate = true,
+            15 if is("must-understand") => self.must_understand = true,
+            16 if is("proxy-revalidate") => self.proxy_revalidate = true,
+            22 if is("stale-while-revalidate") => {
+                merge_seconds(&mut self.stale_while_revalidate, d.argument)
+            }
+            // Unknown extension directives are ignored (§5.2.3).
+            _ => {}
         }
-        // Unknown extension directives are ignored (§5.2.3).
     }
 
     /// Whether any directive was recognised: an empty or unparseable field counts as absent
