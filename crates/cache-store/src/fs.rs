@@ -135,6 +135,8 @@ struct Inner {
     /// read-copy-rename of an update of the same key, so an update never resurrects a body
     /// that a concurrent commit replaced.
     locks: Box<[Mutex<()>]>,
+    /// Directory listings reused by reads; see [`Inner::list_variants_for_read`].
+    listings: Mutex<Listings>,
 }
 
 /// Configures an [`FsStore`]; see [`FsStore::builder`].
@@ -203,6 +205,7 @@ impl FsStoreBuilder {
                 inline_reads: self.inline_reads,
                 index: OnceLock::new(),
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                listings: Mutex::default(),
             }),
         })
     }
@@ -285,6 +288,42 @@ impl KeyHash {
 
 fn variant_hash(variant: &VariantId) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(variant.as_bytes()))
+}
+
+/// How long a directory must have been unchanged before a listing of it is reused; more than
+/// the timestamp granularity of any common filesystem.
+const LISTING_SETTLE: Duration = Duration::from_secs(2);
+/// Directory listings kept for reads, at most (one per fan-out directory at most).
+const MAX_LISTINGS: usize = 1 << 16;
+
+/// Entry file names per fan-out directory, with the directory's modification time.
+type Listings = HashMap<PathBuf, (SystemTime, Vec<String>)>;
+
+/// The names of the entry files in `dir`.
+fn read_entry_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        if let Ok(name) = entry?.file_name().into_string() {
+            if name.ends_with(ENTRY_SUFFIX) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The paths of the variant files of `key` among the entry file `names` of `dir`.
+fn variants_of(dir: &Path, key: &KeyHash, names: &[String]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .filter(|name| {
+            name.len() > key.0.len()
+                && name.starts_with(&key.0)
+                && name.as_bytes()[key.0.len()] == b'-'
+        })
+        .map(|name| dir.join(name))
+        .collect()
 }
 
 /// Runs blocking disk work on tokio's blocking pool, or inline without a runtime.
@@ -504,27 +543,66 @@ impl Inner {
         index
     }
 
+    /// The variant files of `key`, listed from the directory.
     fn list_variants(&self, key: &KeyHash) -> io::Result<Vec<PathBuf>> {
         let dir = self.dir_of(key);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let names = match read_entry_names(&dir) {
+            Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.len() > key.0.len()
-                && name.starts_with(&key.0)
-                && name.as_bytes()[key.0.len()] == b'-'
-                && name.ends_with(ENTRY_SUFFIX)
-            {
-                out.push(entry.path());
+        Ok(variants_of(&dir, key, &names))
+    }
+
+    /// The variant files of `key` for a read: like [`Inner::list_variants`], but reusing this
+    /// process's last listing of the directory while the directory is unchanged, which costs
+    /// one `stat` instead of reading the directory.
+    ///
+    /// A listing is only reused if, when it was taken, the directory's modification time was
+    /// [`LISTING_SETTLE`] older than the clock: any later change to the directory then carries
+    /// a later modification time, even on filesystems with coarse timestamps, so an unchanged
+    /// time means unchanged contents. (A stale listing could only cause a miss anyway: every
+    /// file is opened and checked.)
+    fn list_variants_for_read(&self, key: &KeyHash) -> io::Result<Vec<PathBuf>> {
+        let dir = self.dir_of(key);
+        let modified = match fs::metadata(&dir) {
+            Ok(meta) => meta.modified().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let Some(modified) = modified else {
+            return self.list_variants(key);
+        };
+        let listings = self
+            .listings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, names)) = listings.get(&dir) {
+            if *at == modified {
+                return Ok(variants_of(&dir, key, names));
             }
         }
-        out.sort();
+        drop(listings);
+        let names = match read_entry_names(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let out = variants_of(&dir, key, &names);
+        let settled = SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age >= LISTING_SETTLE);
+        if settled {
+            let mut listings = self
+                .listings
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Bounded: forgetting listings only costs a directory read.
+            if listings.len() >= MAX_LISTINGS {
+                listings.clear();
+            }
+            listings.insert(dir, (modified, names));
+        }
         Ok(out)
     }
 
@@ -620,7 +698,7 @@ impl Inner {
     fn get(&self, key: &str) -> Result<Vec<StoredEntry>, StoreError> {
         let hash = KeyHash::of(key);
         let mut out = Vec::new();
-        for path in self.list_variants(&hash)? {
+        for path in self.list_variants_for_read(&hash)? {
             if let Some(entry) = self.read_entry(key, &path)? {
                 out.push(entry);
             }

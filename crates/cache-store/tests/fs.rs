@@ -408,6 +408,54 @@ async fn two_stores_on_one_directory_never_mix_entries() {
     assert!(stores[0].temp_paths().expect("temps").is_empty());
 }
 
+fn set_mtime(dir: &Path, time: std::time::SystemTime) {
+    std::fs::File::open(dir)
+        .expect("open dir")
+        .set_modified(time)
+        .expect("set mtime");
+}
+
+#[tokio::test]
+async fn directory_listings_are_reused_only_while_unchanged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "k", Some("en"), 1, 100).await;
+    let fanout = store.variant_paths("k").expect("list")[0]
+        .parent()
+        .expect("parent")
+        .to_owned();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    set_mtime(&fanout, old);
+    // Listed from the directory, and remembered: it has been quiet for long enough.
+    assert_eq!(read_verified(&store, "k").await.len(), 1);
+
+    // A new variant changes the directory's time: the listing is not reused.
+    put(&store, "k", Some("fr"), 2, 100).await;
+    assert_eq!(read_verified(&store, "k").await.len(), 2);
+
+    // White box: a change that leaves the directory's time as it was (impossible in practice,
+    // forced here) shows that the remembered listing is what reads use.
+    let older = old - Duration::from_secs(60);
+    set_mtime(&fanout, older);
+    let listed = read_verified(&store, "k").await.len();
+    assert_eq!(listed, 2, "re-listed and remembered");
+    put(&store, "k", Some("de"), 3, 100).await;
+    set_mtime(&fanout, older);
+    let reused = read_verified(&store, "k").await.len();
+    assert_eq!(reused, 2, "the remembered listing was not used");
+
+    // Any real change is seen again.
+    let en = cache_store::VariantId::of(&seeded_response(Some("en"), 0, 0));
+    store.remove("k", Some(&en)).await.expect("remove");
+    let mut seeds: Vec<u64> = read_verified(&store, "k")
+        .await
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    seeds.sort();
+    assert_eq!(seeds, [2, 3]);
+}
+
 // --- Crash safety: a writer process killed with SIGKILL mid-write. ---
 
 const CHILD_DIR_VAR: &str = "CACHE_STORE_CRASH_CHILD_DIR";
