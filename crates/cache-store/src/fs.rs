@@ -33,6 +33,17 @@
 //! On Windows, renaming over a file that a reader holds open fails; such a commit returns an
 //! error and the old entry stays.
 //!
+//! # Reads
+//!
+//! [`Store::get`] lists the key's variant files in its fan-out directory, opens each, decodes
+//! and checks its header (key, expiry, length). A body of up to 64 KiB is read and checked at
+//! once and served as one `Bytes`; a larger one streams from the open file in 64 KiB frames,
+//! and its checksum is verified before the last frame is released (a damaged body ends in an
+//! error, never in a complete-looking body). A process reuses its last listing of a directory
+//! while the directory's modification time is unchanged (one `stat` instead of a directory
+//! read), trusting only listings taken when the directory had been quiet for a while, so that
+//! coarse filesystem timestamps cannot hide a change.
+//!
 //! # Size bound
 //!
 //! Each process keeps an index of entry files (size, last access by this process), built
