@@ -109,6 +109,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     body_survives_replace(harness).await;
     concurrent_writers_and_readers(harness).await;
     parallel_commits_keep_every_variant(harness).await;
+    matches_a_model(harness).await;
     corrupt_entry_is_a_miss(harness).await;
 }
 
@@ -140,6 +141,7 @@ macro_rules! conformance_tests {
             body_survives_replace,
             concurrent_writers_and_readers,
             parallel_commits_keep_every_variant,
+            matches_a_model,
             corrupt_entry_is_a_miss,
         );
     };
@@ -903,6 +905,109 @@ pub async fn parallel_commits_keep_every_variant<H: Harness>(harness: &H) {
     let mut seeds = seeds;
     seeds.sort();
     assert_eq!(seeds, lasts, "a commit was lost, or an older version won");
+}
+
+/// A pseudo-random sequence of commits, updates, removals and clears over a few keys and
+/// variants, checked after every step against a model (a map of what must be stored).
+pub async fn matches_a_model<H: Harness>(harness: &H) {
+    use std::collections::BTreeMap;
+
+    let store = harness.new_store(Limits::default());
+    let keys = [
+        "https://example.com/m/0",
+        "https://example.com/m/1",
+        "https://example.com/m/2",
+    ];
+    let languages = ["en", "fr", "de"];
+    // (key, language) -> (seed, update marker)
+    let mut model: BTreeMap<(usize, usize), (u64, Option<u64>)> = BTreeMap::new();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for step in 0..150u64 {
+        let (k, l) = (next(3) as usize, next(3) as usize);
+        let (key, language) = (keys[k], languages[l]);
+        let variant = VariantId::of(&seeded_response(Some(language), 0, 0));
+        match next(20) {
+            0..=8 => {
+                let len = next(5000) as usize;
+                put_seeded(&store, key, Some(language), step, len).await;
+                model.insert((k, l), (step, None));
+            }
+            9..=12 => {
+                if let Some((seed, marker)) = model.get_mut(&(k, l)) {
+                    let len = seeded_len(&store, key, &variant).await;
+                    let mut response = seeded_response(Some(language), *seed, len);
+                    response
+                        .headers
+                        .insert("x-updated", HeaderValue::from(step));
+                    store
+                        .update(key, &variant, response, HOUR)
+                        .await
+                        .expect("update");
+                    *marker = Some(step);
+                } else {
+                    let response = seeded_response(Some(language), step, 1);
+                    store
+                        .update(key, &variant, response, HOUR)
+                        .await
+                        .expect("update of a missing variant");
+                }
+            }
+            13..=15 => {
+                store.remove(key, Some(&variant)).await.expect("remove");
+                model.remove(&(k, l));
+            }
+            16..=17 => {
+                store.remove(key, None).await.expect("remove key");
+                model.retain(|(mk, _), _| *mk != k);
+            }
+            18 if next(4) == 0 => {
+                store.clear().await.expect("clear");
+                model.clear();
+            }
+            _ => {}
+        }
+        harness.settle(&store);
+        for (k, key) in keys.iter().enumerate() {
+            let mut found: Vec<(u64, Option<u64>)> = Vec::new();
+            for entry in get(&store, key).await {
+                let marker = entry
+                    .response
+                    .headers
+                    .get("x-updated")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                let seed = header_u64(&entry.response, "x-seed");
+                let len = header_u64(&entry.response, "x-len") as usize;
+                let body = read_body(entry.body).await.expect("body");
+                assert!(body == seeded_body(seed, len), "step {step}: body mismatch");
+                found.push((seed, marker));
+            }
+            found.sort();
+            let mut expected: Vec<(u64, Option<u64>)> = model
+                .iter()
+                .filter(|((mk, _), _)| *mk == k)
+                .map(|(_, v)| *v)
+                .collect();
+            expected.sort();
+            assert_eq!(found, expected, "step {step}: {key} differs from the model");
+        }
+    }
+}
+
+/// The body length of the stored variant, from its `x-len` header.
+async fn seeded_len<S: Store + ?Sized>(store: &S, key: &str, variant: &VariantId) -> usize {
+    get(store, key)
+        .await
+        .into_iter()
+        .find(|e| e.variant == *variant)
+        .map(|e| header_u64(&e.response, "x-len") as usize)
+        .expect("variant in the model is missing from the store")
 }
 
 /// An entry whose stored bytes are damaged is a miss (or, for a body damaged after the header
