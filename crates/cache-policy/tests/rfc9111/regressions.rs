@@ -61,7 +61,10 @@ fn rfc9111_4_2_3_date_is_not_rewritten_on_hits() {
         &resp(200, &[("cache-control", "max-age=600"), ("date", &sent)]),
     )];
     let serve = fresh(policy.lookup(&get(&[]), &entry, at(100)));
-    assert_eq!(values(&serve.response.headers, "date"), std::slice::from_ref(&sent));
+    assert_eq!(
+        values(&serve.response.headers, "date"),
+        std::slice::from_ref(&sent)
+    );
     assert_eq!(serve.response.headers["age"], "105");
     let Lookup::NotModified(serve) =
         policy.lookup(&get(&[("if-none-match", "*")]), &entry, at(100))
