@@ -451,11 +451,13 @@ pub async fn aborted_write_leaves_nothing<H: Harness>(harness: &H) {
 /// missing variant creates nothing.
 pub async fn update_keeps_body<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
-    let body = put_seeded(&store, KEY, Some("en"), 9, 5000).await;
+    // A body large enough to be streamed by backends that stream.
+    let len = 700 * 1024 + 3;
+    let body = put_seeded(&store, KEY, Some("en"), 9, len).await;
     put_seeded(&store, KEY, Some("fr"), 10, 10).await;
-    let en = VariantId::of(&seeded_response(Some("en"), 9, 5000));
+    let en = VariantId::of(&seeded_response(Some("en"), 9, len));
 
-    let mut updated = seeded_response(Some("en"), 9, 5000);
+    let mut updated = seeded_response(Some("en"), 9, len);
     updated
         .headers
         .append("etag", HeaderValue::from_static("\"v2\""));
