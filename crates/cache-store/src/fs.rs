@@ -16,7 +16,9 @@
 //! # Crash safety and sharing
 //!
 //! A write goes to a uniquely named temporary file in the destination directory, fed by a
-//! blocking background task so [`EntryWriter::write`] never blocks; the commit writes the
+//! blocking background task so [`EntryWriter::write`] never blocks (chunks wait in an unbounded
+//! queue, at most [`FsStoreBuilder::max_body_size`] per writer, when the origin outruns the
+//! disk); the commit writes the
 //! trailer, rewrites the header with the final body length, optionally fsyncs the file, then
 //! renames it over the final name (atomic on POSIX) and optionally fsyncs the directory. A
 //! reader opens a file and keeps that handle: it sees a complete old or a complete new entry,
