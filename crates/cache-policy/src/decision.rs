@@ -23,22 +23,101 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, Uri};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode, Uri};
+
+use crate::directives::DELTA_SECONDS_MAX;
 
 use crate::{Freshness, StoredResponse};
 
 /// A stored response chosen to answer the request.
-#[derive(Debug)]
+///
+/// The decision itself copies nothing: build the head to send with
+/// [`Serve::response_head`] (which clones the stored header lines) or, when the caller owns the
+/// stored response, [`Serve::into_response_head`] (which moves them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Serve {
     /// The index of the chosen candidate in the slice given to the policy.
     pub index: usize,
-    /// The status and header lines to send: the stored ones with `Age` set (RFC 9111 §5.1), or
-    /// a 304 with the fields RFC 9110 §15.4.5 requires when the client's own conditional
-    /// request is satisfied. The body is the stored body, except for a 304 or a `HEAD`
-    /// request, which get none.
-    pub response: http::response::Parts,
-    /// The freshness of the chosen response at the time of the decision.
+    /// The freshness of the chosen response at the time of the decision; its `age` is the
+    /// `Age` to send (RFC 9111 §5.1).
     pub freshness: Freshness,
+    /// Whether to answer 304 (Not Modified) because the client's own conditional request is
+    /// satisfied (§4.3.2), instead of the stored status.
+    pub not_modified: bool,
+}
+
+/// The fields a 304 carries from the stored response (RFC 9110 §15.4.5).
+const NOT_MODIFIED_FIELDS: [HeaderName; 6] = [
+    header::CACHE_CONTROL,
+    header::CONTENT_LOCATION,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::VARY,
+];
+
+impl Serve {
+    /// The status and header lines to send, from the stored response this `Serve` chose: the
+    /// stored ones with `Age` set, or a 304 with the fields RFC 9110 §15.4.5 requires. The body
+    /// is the stored body, except for a 304 or a `HEAD` request, which get none.
+    ///
+    /// ```
+    /// # use std::time::{Duration, SystemTime};
+    /// # use cache_policy::{CachePolicy, Lookup, StoredResponse};
+    /// # use http::{HeaderMap, Method, Request, StatusCode, Uri};
+    /// # let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// # let mut headers = HeaderMap::new();
+    /// # headers.insert("cache-control", "max-age=60".parse().unwrap());
+    /// # let stored = vec![StoredResponse {
+    /// #     method: Method::GET, uri: Uri::from_static("http://a/"), status: StatusCode::OK,
+    /// #     headers, vary_request_headers: HeaderMap::new(), request_time: t0, response_time: t0,
+    /// # }];
+    /// let request = Request::get("http://a/").body(()).unwrap();
+    /// let Lookup::Fresh(serve) = CachePolicy::default().lookup(&request, &stored, t0 + Duration::from_secs(7))
+    /// else { panic!() };
+    /// let head = serve.response_head(&stored[serve.index]);
+    /// assert_eq!(head.status, StatusCode::OK);
+    /// assert_eq!(head.headers["age"], "7");
+    /// ```
+    pub fn response_head(&self, stored: &StoredResponse) -> http::response::Parts {
+        if self.not_modified {
+            return self.not_modified_head(&stored.headers);
+        }
+        self.head(stored.status, stored.headers.clone())
+    }
+
+    /// Like [`response_head`](Serve::response_head), taking the stored header lines instead of
+    /// copying them.
+    pub fn into_response_head(&self, stored: StoredResponse) -> http::response::Parts {
+        if self.not_modified {
+            return self.not_modified_head(&stored.headers);
+        }
+        self.head(stored.status, stored.headers)
+    }
+
+    fn head(&self, status: StatusCode, mut headers: HeaderMap) -> http::response::Parts {
+        let (mut head, ()) = http::Response::new(()).into_parts();
+        head.status = status;
+        headers.insert(header::AGE, self.age());
+        head.headers = headers;
+        head
+    }
+
+    fn not_modified_head(&self, stored: &HeaderMap) -> http::response::Parts {
+        let mut headers = HeaderMap::new();
+        for name in NOT_MODIFIED_FIELDS {
+            for value in stored.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        self.head(StatusCode::NOT_MODIFIED, headers)
+    }
+
+    /// The `Age` value: delta-seconds, at most 2^31 (RFC 9111 §1.2.2).
+    fn age(&self) -> HeaderValue {
+        HeaderValue::from(self.freshness.age.as_secs().min(DELTA_SECONDS_MAX))
+    }
 }
 
 /// A conditional request to send to the origin (RFC 9111 §4.3.1).

@@ -3,14 +3,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{self, HeaderName, AUTHORIZATION};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::decision::{
     AfterResponse, ForwardReason, Lookup, NotStorable, ResponseAction, RevalidateReason,
     Revalidation, Serve, StaleReason, Update,
 };
-use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives, DELTA_SECONDS_MAX};
+use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives};
 use crate::freshness::{self, date_value, Freshness};
 use crate::headers::{headers_to_store, http_date, update_stored_headers};
 use crate::uri::{effective_uri, resolve, same_origin};
@@ -108,8 +108,9 @@ impl<'a, B> From<&'a http::Response<B>> for ResponseHead<'a> {
 ///
 /// // Thirty seconds later the stored response is fresh, with `Age: 30`.
 /// let later = t0 + Duration::from_secs(30);
-/// let Lookup::Fresh(serve) = policy.lookup(&request, &[entry], later) else { panic!() };
-/// assert_eq!(serve.response.headers["age"], "30");
+/// let stored = [entry];
+/// let Lookup::Fresh(serve) = policy.lookup(&request, &stored, later) else { panic!() };
+/// assert_eq!(serve.response_head(&stored[serve.index]).headers["age"], "30");
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CachePolicy {
@@ -175,10 +176,6 @@ impl RequestScan {
         }
         scan
     }
-}
-
-fn seconds(duration: Duration) -> HeaderValue {
-    HeaderValue::from(duration.as_secs().min(DELTA_SECONDS_MAX))
 }
 
 impl CachePolicy {
@@ -329,40 +326,20 @@ impl CachePolicy {
         (best, any_method_match)
     }
 
-    fn serve(&self, index: usize, stored: &StoredResponse, freshness: Freshness) -> Serve {
-        let (mut response, ()) = http::Response::new(()).into_parts();
-        response.status = stored.status;
-        response.headers = stored.headers.clone();
-        response.headers.insert(header::AGE, seconds(freshness.age));
+    fn serve(&self, index: usize, freshness: Freshness) -> Serve {
         Serve {
             index,
-            response,
             freshness,
+            not_modified: false,
         }
     }
 
-    /// A 304 for a client whose conditional request a stored response satisfies, with the
-    /// fields RFC 9110 §15.4.5 requires.
-    fn not_modified(&self, index: usize, stored: &StoredResponse, freshness: Freshness) -> Serve {
-        let (mut response, ()) = http::Response::new(()).into_parts();
-        response.status = StatusCode::NOT_MODIFIED;
-        for name in [
-            header::CACHE_CONTROL,
-            header::CONTENT_LOCATION,
-            header::DATE,
-            header::ETAG,
-            header::EXPIRES,
-            header::VARY,
-        ] {
-            for value in stored.headers.get_all(&name) {
-                response.headers.append(name.clone(), value.clone());
-            }
-        }
-        response.headers.insert(header::AGE, seconds(freshness.age));
+    /// A 304 for a client whose conditional request a stored response satisfies (§4.3.2).
+    fn not_modified(&self, index: usize, freshness: Freshness) -> Serve {
         Serve {
             index,
-            response,
             freshness,
+            not_modified: true,
         }
     }
 
@@ -374,9 +351,9 @@ impl CachePolicy {
         freshness: Freshness,
     ) -> Serve {
         if validation::client_condition_met(request, stored) == Some(true) {
-            self.not_modified(index, stored, freshness)
+            self.not_modified(index, freshness)
         } else {
-            self.serve(index, stored, freshness)
+            self.serve(index, freshness)
         }
     }
 
@@ -466,9 +443,9 @@ impl CachePolicy {
                 return if scan.conditional
                     && validation::client_condition_met(request, stored) == Some(true)
                 {
-                    Lookup::NotModified(self.not_modified(index, stored, freshness))
+                    Lookup::NotModified(self.not_modified(index, freshness))
                 } else {
-                    Lookup::Fresh(self.serve(index, stored, freshness))
+                    Lookup::Fresh(self.serve(index, freshness))
                 };
             }
             // A fresh response that fails only `min-fresh` is not served stale: the client

@@ -286,7 +286,7 @@ where
         let (revalidation, fwd, coalesce) = match lookup {
             Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                return Ok(self.serve_stored(serve, &mut bodies, &method, status));
+                return Ok(self.serve_stored(serve, &candidates, &mut bodies, &method, status));
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -303,11 +303,20 @@ where
                         (Some(revalidation), "stale", false)
                     }
                     Some(revalidation) if !forcing => {
-                        let response = self.serve_stored(serve, &mut bodies, &method, status);
+                        let response =
+                            self.serve_stored(serve, &candidates, &mut bodies, &method, status);
                         self.revalidate_in_background(request, context, candidates, revalidation);
                         return Ok(response);
                     }
-                    _ => return Ok(self.serve_stored(serve, &mut bodies, &method, status)),
+                    _ => {
+                        return Ok(self.serve_stored(
+                            serve,
+                            &candidates,
+                            &mut bodies,
+                            &method,
+                            status,
+                        ))
+                    }
                 }
             }
             Lookup::GatewayTimeout => return Ok(self.gateway_timeout(&context)),
@@ -390,23 +399,41 @@ where
         status
     }
 
+    /// Answers with the stored response `serve` chose among `candidates`.
     fn serve_stored(
         &self,
         serve: Serve,
+        candidates: &[Candidate],
+        bodies: &mut [Option<StoredBody>],
+        method: &Method,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        match candidates.get(serve.index) {
+            Some(candidate) => {
+                let head = serve.response_head(&candidate.response);
+                self.respond_stored(serve, head, bodies, method, status)
+            }
+            // The policy only chooses among the candidates it was given.
+            None => self.finish(bad_gateway(), status),
+        }
+    }
+
+    /// Answers with `head` and the stored body of the candidate `serve` chose (none for HEAD
+    /// and for a 304).
+    fn respond_stored(
+        &self,
+        serve: Serve,
+        head: http::response::Parts,
         bodies: &mut [Option<StoredBody>],
         method: &Method,
         status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
         let body = bodies.get_mut(serve.index).and_then(Option::take);
         let body = match body {
-            Some(body)
-                if *method != Method::HEAD && serve.response.status != StatusCode::NOT_MODIFIED =>
-            {
-                CacheBody::stored(body)
-            }
+            Some(body) if *method != Method::HEAD && !serve.not_modified => CacheBody::stored(body),
             _ => CacheBody::empty(),
         };
-        self.finish(Response::from_parts(serve.response, body), status)
+        self.finish(Response::from_parts(head, body), status)
     }
 
     fn gateway_timeout(&self, context: &Keyed) -> Response<CacheBody<ResB>> {
@@ -471,7 +498,15 @@ where
                             self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
-                        Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
+                        Ok(
+                            self.serve_stored(
+                                serve,
+                                &candidates,
+                                &mut bodies,
+                                &head.method,
+                                status,
+                            ),
+                        )
                     }
                     None => Err(error),
                 };
@@ -554,6 +589,11 @@ where
                 Ok(self.finish(response.map(CacheBody::origin), status))
             }
             ResponseAction::Refresh { updates, serve } => {
+                // The refreshed headers are what the client gets.
+                let refreshed = updates
+                    .iter()
+                    .find(|update| update.index == serve.index)
+                    .map(|update| serve.response_head(&update.entry));
                 self.apply_updates(&context.key, &candidates, updates).await;
                 let mut status =
                     self.served_status(CacheOutcome::Revalidated, &context, &serve, &candidates);
@@ -561,7 +601,14 @@ where
                 status.fwd_status = Some(StatusCode::NOT_MODIFIED);
                 status.stored = true;
                 drop(leader);
-                Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
+                Ok(match refreshed {
+                    Some(refreshed) => {
+                        self.respond_stored(serve, refreshed, &mut bodies, &head.method, status)
+                    }
+                    None => {
+                        self.serve_stored(serve, &candidates, &mut bodies, &head.method, status)
+                    }
+                })
             }
             ResponseAction::UpdateFromHead { updates, remove } => {
                 self.apply_updates(&context.key, &candidates, updates).await;
@@ -585,16 +632,14 @@ where
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
-                Ok(self.serve_stored(serve, &mut bodies, &head.method, status))
+                Ok(self.serve_stored(serve, &candidates, &mut bodies, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
                 // request body is gone, so the request cannot be repeated: answer 502 rather
                 // than pass a 304 to a client that cannot use it.
-                let mut response = Response::new(CacheBody::empty());
-                *response.status_mut() = StatusCode::BAD_GATEWAY;
                 status.detail = Some("unmatched-304");
-                Ok(self.finish(response, status))
+                Ok(self.finish(bad_gateway(), status))
             }
             ResponseAction::PassThrough(reason) => {
                 status.detail = Some(reason.as_str());
@@ -698,6 +743,12 @@ where
             }
         });
     }
+}
+
+fn bad_gateway<B>() -> Response<CacheBody<B>> {
+    let mut response = Response::new(CacheBody::empty());
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
 }
 
 fn content_length<B>(response: &Response<B>) -> Option<u64> {

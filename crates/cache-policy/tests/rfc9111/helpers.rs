@@ -9,7 +9,7 @@ use cache_policy::{
     AfterResponse, CachePolicy, Lookup, NotStorable, PolicyOptions, ResponseAction, Revalidation,
     Serve, StaleReason, StoredResponse,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 
 /// The instant all tests count from (2023-11-14T22:13:20Z).
 pub(crate) const T0: u64 = 1_700_000_000;
@@ -174,10 +174,6 @@ pub(crate) fn revalidate(lookup: Lookup) -> Revalidation {
         Lookup::Revalidate(revalidation) => revalidation,
         other => panic!("expected Revalidate, got {other:?}"),
     }
-}
-
-pub(crate) fn status_of(serve: &Serve) -> StatusCode {
-    serve.response.status
 }
 
 /// All values of `name`, as strings, in order.

@@ -61,17 +61,17 @@ fn rfc9111_4_2_3_date_is_not_rewritten_on_hits() {
         &resp(200, &[("cache-control", "max-age=600"), ("date", &sent)]),
     )];
     let serve = fresh(policy.lookup(&get(&[]), &entry, at(100)));
-    assert_eq!(
-        values(&serve.response.headers, "date"),
-        std::slice::from_ref(&sent)
-    );
-    assert_eq!(serve.response.headers["age"], "105");
+    let head = serve.response_head(&entry[serve.index]);
+    assert_eq!(values(&head.headers, "date"), std::slice::from_ref(&sent));
+    assert_eq!(head.headers["age"], "105");
     let Lookup::NotModified(serve) =
         policy.lookup(&get(&[("if-none-match", "*")]), &entry, at(100))
     else {
         panic!()
     };
-    assert_eq!(values(&serve.response.headers, "date"), [sent]);
+    let head = serve.response_head(&entry[serve.index]);
+    assert_eq!(head.status, 304);
+    assert_eq!(values(&head.headers, "date"), [sent]);
 }
 
 /// http-cache-semantics #37: revalidation uses the new request, not the stored one
@@ -113,7 +113,7 @@ fn rfc9111_4_3_1_revalidation_uses_the_new_request() {
     let ResponseAction::Refresh { serve, .. } = decision.action else {
         panic!()
     };
-    assert_eq!(serve.response.status, 304);
+    assert!(serve.not_modified);
 }
 
 /// undici #4596 / #5505, bartventer/httpcache #27: a 304 must refresh the stored response.
@@ -153,7 +153,7 @@ fn rfc9111_4_3_3_a_304_is_not_served_to_an_unconditional_client() {
     let ResponseAction::Refresh { serve, .. } = decision.action else {
         panic!()
     };
-    assert_eq!(serve.response.status, 200);
+    assert!(!serve.not_modified);
     let decision = policy.after_response(
         &get(&[]),
         &resp(304, &[("etag", "\"other\"")]),

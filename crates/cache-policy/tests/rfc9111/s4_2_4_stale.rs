@@ -138,7 +138,7 @@ fn rfc5861_3_stale_while_revalidate_window() {
         unreachable!()
     };
     assert_eq!(reason, StaleReason::StaleWhileRevalidate);
-    assert_eq!(serve.response.headers["age"], "20");
+    assert_eq!(serve.freshness.age, std::time::Duration::from_secs(20));
     assert_eq!(
         revalidate
             .expect("a background revalidation")
@@ -194,8 +194,9 @@ fn rfc5861_4_stale_if_error_window_on_error() {
         );
     }
     let serve = policy.on_error(&get(&[]), &entry, at(20)).unwrap();
-    assert_eq!(serve.response.status, 200);
-    assert_eq!(serve.response.headers["age"], "20");
+    let head = serve.response_head(&entry[serve.index]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["age"], "20");
     // Without stale-if-error a stale response is not served on error.
     let plain = [stale_entry(&policy, "max-age=10")];
     assert!(policy.on_error(&get(&[]), &plain, at(10)).is_none());
@@ -216,7 +217,7 @@ fn rfc5861_4_stale_if_error_on_5xx_answers() {
             panic!("{status}: {:?}", decision.action)
         };
         assert_eq!(serve.index, 0);
-        assert_eq!(serve.response.status, 200);
+        assert!(!serve.not_modified);
     }
     for status in [404, 501, 505] {
         let decision = policy.after_response(&get(&[]), &resp(status, &[]), at(20), at(20), &entry);
