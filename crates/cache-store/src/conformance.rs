@@ -359,7 +359,7 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
         lines(&entry.response.vary_request_headers),
         lines(&response.vary_request_headers)
     );
-    assert_eq!(entry.response, response);
+    assert_eq!(*entry.response, response);
     assert_eq!(entry.variant, VariantId::of(&response));
     assert_eq!(read_body(entry.body).await.expect("body"), body);
 }
@@ -473,7 +473,7 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
     for entry in entries {
         if entry.variant == en {
             found = true;
-            assert_eq!(entry.response, updated, "metadata not updated");
+            assert_eq!(*entry.response, updated, "metadata not updated");
             assert_eq!(read_body(entry.body).await.expect("body"), body);
         } else {
             assert_eq!(header_u64(&entry.response, "x-seed"), 10);
@@ -568,7 +568,7 @@ pub async fn update_ignores_a_replaced_representation<H: Harness>(harness: &H) {
         .expect("update");
     let entries = get(&store, KEY).await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].response, fresh);
+    assert_eq!(*entries[0].response, fresh);
     assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }
 

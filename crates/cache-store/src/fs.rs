@@ -690,7 +690,7 @@ impl Inner {
                 }
                 Ok(Some(StoredEntry {
                     variant: meta.variant,
-                    response: meta.response,
+                    response: Arc::new(meta.response),
                     body,
                 }))
             }

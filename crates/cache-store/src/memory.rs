@@ -95,7 +95,7 @@ struct Variants {
 
 struct Variant {
     id: VariantId,
-    response: StoredResponse,
+    response: Arc<StoredResponse>,
     body: Bytes,
     expires: Instant,
     weight: u64,
@@ -348,7 +348,7 @@ impl Store for MemoryStore {
                     let weight = variant_weight(&response, &slot.body);
                     *slot = Arc::new(Variant {
                         id: slot.id.clone(),
-                        response: response.clone(),
+                        response: Arc::new(response.clone()),
                         body: slot.body.clone(),
                         expires: expires_after(ttl),
                         weight,
@@ -438,7 +438,7 @@ impl EntryWriter for MemoryWriter {
             let variant = Arc::new(Variant {
                 weight: variant_weight(&this.response, &body),
                 id,
-                response: this.response,
+                response: Arc::new(this.response),
                 body,
                 expires: expires_after(this.ttl),
             });

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,8 +22,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct StoredEntry {
     /// Which variant of the primary key this is.
     pub variant: VariantId,
-    /// The stored response metadata.
-    pub response: StoredResponse,
+    /// The stored response metadata, shared: a memory store hands out the same allocation to
+    /// every reader.
+    pub response: Arc<StoredResponse>,
     /// The stored body.
     pub body: StoredBody,
 }
@@ -96,7 +98,7 @@ pub struct WriteOptions {
 ///                 .flatten()
 ///                 .map(|(variant, response, body)| StoredEntry {
 ///                     variant: variant.clone(),
-///                     response: response.clone(),
+///                     response: Arc::new(response.clone()),
 ///                     body: StoredBody::full(body.clone()),
 ///                 })
 ///                 .collect())

@@ -97,7 +97,7 @@ where
 /// A stored variant without its body, as the policy sees it.
 struct Candidate {
     variant: VariantId,
-    response: StoredResponse,
+    response: Arc<StoredResponse>,
 }
 
 impl AsRef<StoredResponse> for Candidate {
