@@ -773,3 +773,37 @@ async fn responses_over_the_body_size_limit_pass_through_uncached() {
     h.get("/small").await;
     assert_eq!(h.get("/small").await.cache.outcome, CacheOutcome::Hit);
 }
+
+#[tokio::test]
+async fn rfc9111_4_3_4_a_bare_304_to_if_modified_since_revalidates_the_stored_response() {
+    // Like python's http.server: Last-Modified on the 200, nothing but Date on the 304.
+    let h = harness(
+        |request, clock| {
+            let last_modified = httpdate::fmt_http_date(
+                tower_http_cache::Clock::now(clock) - Duration::from_secs(3600),
+            );
+            if request.headers.contains_key("if-modified-since") {
+                return Response::builder()
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(empty())
+                    .expect("response");
+            }
+            Response::builder()
+                .header("last-modified", last_modified)
+                .body(full("file contents"))
+                .expect("response")
+        },
+        |layer| layer,
+    )
+    .await;
+    assert_eq!(h.get("/file").await.cache.outcome, CacheOutcome::Miss);
+    // Heuristic freshness: 10 % of an hour.
+    h.clock.advance(Duration::from_secs(400));
+    let revalidated = h.get("/file").await;
+    assert_eq!(revalidated.cache.outcome, CacheOutcome::Revalidated);
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(revalidated.body, "file contents");
+    assert!(h.origin.requests()[1]
+        .headers
+        .contains_key("if-modified-since"));
+}

@@ -763,7 +763,24 @@ impl CachePolicy {
         usable: &[(usize, &StoredResponse)],
     ) -> ResponseAction {
         let stored: Vec<&StoredResponse> = usable.iter().map(|(_, c)| *c).collect();
-        let selected = validation::select_for_update(response.headers, &stored);
+        let mut selected = validation::select_for_update(response.headers, &stored);
+        if selected.is_empty()
+            && response.headers.get(header::ETAG).is_none()
+            && response.headers.get(header::LAST_MODIFIED).is_none()
+        {
+            // A bare 304 (RFC 9110 §15.4.5 does not require a 304 to repeat Last-Modified, and
+            // common servers omit it) answers the conditional request built from the stored
+            // response this request selects: that one is validated. The strict reading of
+            // §4.3.4 would refetch instead, for nothing.
+            selected.extend(
+                stored
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| vary::matches(c, request.headers))
+                    .max_by_key(|(_, c)| (date_value(c), c.response_time))
+                    .map(|(i, _)| i),
+            );
+        }
         let updates: Vec<Update> = selected
             .into_iter()
             .map(|i| {

@@ -374,18 +374,28 @@ fn rfc9111_4_3_4_no_validator_updates_a_single_response_without_validators() {
         updated_by(&single, &[], &[("cache-control", "max-age=60")]).ok(),
         Some(vec![0])
     );
-    let two = [single[0].clone(), single[0].clone()];
-    assert!(matches!(
-        updated_by(&two, &[], &[]),
-        Err(ResponseAction::Refetch)
-    ));
+}
+
+/// Beyond the strict §4.3.4 rule: a bare 304 (no ETag, no Last-Modified, as RFC 9110 §15.4.5
+/// allows and common servers send) validates the stored response the request selects, the one
+/// the conditional request was built from, instead of forcing a refetch.
+#[test]
+fn rfc9111_4_3_4_a_bare_304_validates_the_response_the_request_selects() {
     let with_validator = [entry_with(
         &[("cache-control", "max-age=10"), ("etag", "\"x\"")],
         &[],
         0,
     )];
+    assert_eq!(updated_by(&with_validator, &[], &[]).ok(), Some(vec![0]));
+    // Among Vary variants, the one matching the request (French is index 1).
+    let stored = variants();
+    assert_eq!(
+        updated_by(&stored, &[("accept-language", "fr")], &[]).ok(),
+        Some(vec![1])
+    );
+    // Nothing the request selects: a client that did not ask for a 304 gets a refetch.
     assert!(matches!(
-        updated_by(&with_validator, &[], &[]),
+        updated_by(&stored, &[("accept-language", "zh")], &[]),
         Err(ResponseAction::Refetch)
     ));
 }
