@@ -29,6 +29,13 @@ pub struct StoredEntry {
     pub body: StoredBody,
 }
 
+/// So that the candidates read from a store can be handed to the policy as they are.
+impl AsRef<StoredResponse> for StoredEntry {
+    fn as_ref(&self) -> &StoredResponse {
+        &self.response
+    }
+}
+
 /// What the caller knows when it starts writing a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {

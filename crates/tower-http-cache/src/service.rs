@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use cache_policy::{
-    effective_uri, CachePolicy, Lookup, RequestHead, ResponseAction, Revalidation, Serve,
-    StoredResponse, Update,
+    effective_uri, CachePolicy, Lookup, RequestHead, ResponseAction, Revalidation, Serve, Update,
 };
 use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
@@ -94,24 +93,10 @@ where
     }
 }
 
-/// A stored variant without its body, as the policy sees it.
-struct Candidate {
-    variant: VariantId,
-    response: Arc<StoredResponse>,
-}
-
-impl AsRef<StoredResponse> for Candidate {
-    fn as_ref(&self) -> &StoredResponse {
-        &self.response
-    }
-}
-
 /// What a request takes with it to the origin.
 struct Trip {
     /// The stored variants for the key, which a 304 or an error may still use.
-    candidates: Vec<Candidate>,
-    /// Their bodies, one per candidate, taken when served.
-    bodies: Vec<Option<StoredBody>>,
+    candidates: Vec<StoredEntry>,
     /// The validators to send, when revalidating.
     revalidation: Option<Revalidation>,
     /// Held by the coalescing leader until its response is stored or passed through.
@@ -235,24 +220,11 @@ where
     }
 
     /// Reads the candidates for the key; a failing store is an empty cache.
-    async fn candidates(&self, key: &str) -> (Vec<Candidate>, Vec<Option<StoredBody>>) {
-        let entries = match self.shared.store.get(key).await {
-            Ok(entries) => entries,
-            Err(error) => {
-                log::store_error("get", &error);
-                Vec::new()
-            }
-        };
-        entries
-            .into_iter()
-            .map(
-                |StoredEntry {
-                     variant,
-                     response,
-                     body,
-                 }| (Candidate { variant, response }, Some(body)),
-            )
-            .unzip()
+    async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
+        self.shared.store.get(key).await.unwrap_or_else(|error| {
+            log::store_error("get", &error);
+            Vec::new()
+        })
     }
 
     async fn lookup(
@@ -263,10 +235,10 @@ where
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
         let cacheable = context.cacheable;
-        let (candidates, mut bodies) = if reads_cache && cacheable {
+        let mut candidates = if reads_cache && cacheable {
             self.candidates(&context.key).await
         } else {
-            (Vec::new(), Vec::new())
+            Vec::new()
         };
         let now = self.now();
         let lookup = if !cacheable {
@@ -286,7 +258,7 @@ where
         let (revalidation, fwd, coalesce) = match lookup {
             Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                return Ok(self.serve_stored(serve, &candidates, &mut bodies, &method, status));
+                return Ok(self.serve_stored(serve, &mut candidates, &method, status));
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -303,20 +275,11 @@ where
                         (Some(revalidation), "stale", false)
                     }
                     Some(revalidation) if !forcing => {
-                        let response =
-                            self.serve_stored(serve, &candidates, &mut bodies, &method, status);
+                        let response = self.serve_stored(serve, &mut candidates, &method, status);
                         self.revalidate_in_background(request, context, candidates, revalidation);
                         return Ok(response);
                     }
-                    _ => {
-                        return Ok(self.serve_stored(
-                            serve,
-                            &candidates,
-                            &mut bodies,
-                            &method,
-                            status,
-                        ))
-                    }
+                    _ => return Ok(self.serve_stored(serve, &mut candidates, &method, status)),
                 }
             }
             Lookup::GatewayTimeout => return Ok(self.gateway_timeout(&context)),
@@ -352,7 +315,6 @@ where
         };
         let trip = Trip {
             candidates,
-            bodies,
             revalidation,
             leader,
             fwd,
@@ -388,7 +350,7 @@ where
         outcome: CacheOutcome,
         context: &Keyed,
         serve: &Serve,
-        candidates: &[Candidate],
+        candidates: &[StoredEntry],
     ) -> CacheStatus {
         let mut status = CacheStatus::new(outcome, Some(context.key.clone()));
         status.age = Some(serve.freshness.age);
@@ -403,15 +365,14 @@ where
     fn serve_stored(
         &self,
         serve: Serve,
-        candidates: &[Candidate],
-        bodies: &mut [Option<StoredBody>],
+        candidates: &mut [StoredEntry],
         method: &Method,
         status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
         match candidates.get(serve.index) {
             Some(candidate) => {
                 let head = serve.response_head(&candidate.response);
-                self.respond_stored(serve, head, bodies, method, status)
+                self.respond_stored(serve, head, candidates, method, status)
             }
             // The policy only chooses among the candidates it was given.
             None => self.finish(bad_gateway(), status),
@@ -424,13 +385,14 @@ where
         &self,
         serve: Serve,
         head: http::response::Parts,
-        bodies: &mut [Option<StoredBody>],
+        candidates: &mut [StoredEntry],
         method: &Method,
         status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
-        let body = bodies.get_mut(serve.index).and_then(Option::take);
-        let body = match body {
-            Some(body) if *method != Method::HEAD && !serve.not_modified => CacheBody::stored(body),
+        let body = match candidates.get_mut(serve.index) {
+            Some(entry) if *method != Method::HEAD && !serve.not_modified => CacheBody::stored(
+                std::mem::replace(&mut entry.body, StoredBody::full(Bytes::new())),
+            ),
             _ => CacheBody::empty(),
         };
         self.finish(Response::from_parts(head, body), status)
@@ -468,8 +430,7 @@ where
         trip: Trip,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let Trip {
-            candidates,
-            mut bodies,
+            mut candidates,
             revalidation,
             leader,
             fwd,
@@ -498,15 +459,7 @@ where
                             self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
-                        Ok(
-                            self.serve_stored(
-                                serve,
-                                &candidates,
-                                &mut bodies,
-                                &head.method,
-                                status,
-                            ),
-                        )
+                        Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
                     }
                     None => Err(error),
                 };
@@ -594,7 +547,8 @@ where
                     .iter()
                     .find(|update| update.index == serve.index)
                     .map(|update| serve.response_head(&update.entry));
-                self.apply_updates(&context.key, &candidates, updates).await;
+                let updates = with_variants(&candidates, updates);
+                self.apply_updates(&context.key, updates).await;
                 let mut status =
                     self.served_status(CacheOutcome::Revalidated, &context, &serve, &candidates);
                 status.fwd = Some(fwd);
@@ -603,27 +557,16 @@ where
                 drop(leader);
                 Ok(match refreshed {
                     Some(refreshed) => {
-                        self.respond_stored(serve, refreshed, &mut bodies, &head.method, status)
+                        self.respond_stored(serve, refreshed, &mut candidates, &head.method, status)
                     }
-                    None => {
-                        self.serve_stored(serve, &candidates, &mut bodies, &head.method, status)
-                    }
+                    None => self.serve_stored(serve, &mut candidates, &head.method, status),
                 })
             }
             ResponseAction::UpdateFromHead { updates, remove } => {
-                self.apply_updates(&context.key, &candidates, updates).await;
-                for index in remove {
-                    if let Some(candidate) = candidates.get(index) {
-                        if let Err(error) = self
-                            .shared
-                            .store
-                            .remove(&context.key, Some(&candidate.variant))
-                            .await
-                        {
-                            log::store_error("remove", &error);
-                        }
-                    }
-                }
+                let updates = with_variants(&candidates, updates);
+                let remove = variants_at(&candidates, remove);
+                self.apply_updates(&context.key, updates).await;
+                self.remove_variants(&context.key, remove).await;
                 Ok(self.finish(response.map(CacheBody::origin), status))
             }
             ResponseAction::ServeStale(serve) => {
@@ -632,7 +575,7 @@ where
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
-                Ok(self.serve_stored(serve, &candidates, &mut bodies, &head.method, status))
+                Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
@@ -649,18 +592,23 @@ where
         }
     }
 
-    async fn apply_updates(&self, key: &str, candidates: &[Candidate], updates: Vec<Update>) {
-        for update in updates {
-            let Some(candidate) = candidates.get(update.index) else {
-                continue;
-            };
-            if let Err(error) = self
+    async fn apply_updates(&self, key: &str, updates: Vec<(VariantId, Update)>) {
+        for (variant, update) in updates {
+            let result = self
                 .shared
                 .store
-                .update(key, &candidate.variant, update.entry, update.ttl)
-                .await
-            {
+                .update(key, &variant, update.entry, update.ttl)
+                .await;
+            if let Err(error) = result {
                 log::store_error("update", &error);
+            }
+        }
+    }
+
+    async fn remove_variants(&self, key: &str, variants: Vec<VariantId>) {
+        for variant in variants {
+            if let Err(error) = self.shared.store.remove(key, Some(&variant)).await {
+                log::store_error("remove", &error);
             }
         }
     }
@@ -703,7 +651,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        candidates: Vec<Candidate>,
+        candidates: Vec<StoredEntry>,
         revalidation: Revalidation,
     ) {
         let leader = match self.shared.in_flight.join(&context.key) {
@@ -716,7 +664,6 @@ where
             inner: self.inner.clone(),
             _bodies: PhantomData,
         };
-        let bodies = candidates.iter().map(|_| None).collect();
         tokio::spawn(async move {
             let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange
@@ -725,7 +672,6 @@ where
                     context,
                     Trip {
                         candidates,
-                        bodies,
                         revalidation: Some(revalidation),
                         leader: Some(leader),
                         fwd,
@@ -743,6 +689,23 @@ where
             }
         });
     }
+}
+
+/// Pairs updates with the variant ids of the candidates they update. Stored bodies are not
+/// `Sync`, so what the store calls need is taken out of the candidates before awaiting.
+fn with_variants(candidates: &[StoredEntry], updates: Vec<Update>) -> Vec<(VariantId, Update)> {
+    updates
+        .into_iter()
+        .filter_map(|u| Some((candidates.get(u.index)?.variant.clone(), u)))
+        .collect()
+}
+
+/// The variant ids of the candidates at `indices`.
+fn variants_at(candidates: &[StoredEntry], indices: Vec<usize>) -> Vec<VariantId> {
+    indices
+        .into_iter()
+        .filter_map(|i| Some(candidates.get(i)?.variant.clone()))
+        .collect()
 }
 
 fn bad_gateway<B>() -> Response<CacheBody<B>> {
