@@ -1,6 +1,8 @@
 //! Primary cache keys (RFC 9111 §2: "the request method and target URI", where the method
 //! part is handled by the policy, which knows which stored methods answer which requests).
 
+use std::fmt::Write as _;
+
 use http::Uri;
 
 /// The default primary key: the target URI's scheme and host in lowercase, the port unless it
@@ -21,25 +23,37 @@ use http::Uri;
 /// );
 /// ```
 pub fn default_key(uri: &Uri) -> String {
-    let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-    let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => Some(443),
-        "http" => Some(80),
-        _ => None,
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or_default();
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
     };
-    let mut key = String::with_capacity(scheme.len() + host.len() + uri.path().len() + 16);
-    key.push_str(&scheme);
+    let path = uri.path();
+    let query = uri.query();
+    let mut key = String::with_capacity(
+        scheme.len() + host.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 10,
+    );
+    push_lowercase(&mut key, scheme);
     key.push_str("://");
-    key.push_str(&host);
+    push_lowercase(&mut key, host);
     if let Some(port) = uri.port_u16().filter(|p| Some(*p) != default_port) {
-        key.push(':');
-        key.push_str(&port.to_string());
+        // Writing into the key allocates nothing more.
+        let _ = write!(key, ":{port}");
     }
-    key.push_str(uri.path());
-    if let Some(query) = uri.query() {
+    key.push_str(path);
+    if let Some(query) = query {
         key.push('?');
         key.push_str(query);
     }
     key
+}
+
+/// Appends `s` in ASCII lowercase (schemes and hosts compare case-insensitively, RFC 3986
+/// §6.2.2.1), without a temporary string.
+fn push_lowercase(key: &mut String, s: &str) {
+    key.extend(s.chars().map(|c| c.to_ascii_lowercase()));
 }

@@ -319,7 +319,8 @@ where
             leader,
             fwd,
         };
-        self.forward(request, context, trip).await
+        // Boxed, so that the future of a hit stays small.
+        Box::pin(self.forward(request, context, trip)).await
     }
 
     /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
