@@ -131,7 +131,8 @@ struct Exchange<S, ReqB, ResB> {
 
 /// What the cache knows about a request once its key and mode are settled.
 struct Keyed {
-    key: String,
+    /// Shared with the `CacheStatus` of the response.
+    key: Arc<str>,
     mode: CacheMode,
     ttl: Option<Duration>,
     /// Whether responses to this request may be looked up and stored: a configured method,
@@ -195,7 +196,7 @@ where
             return Ok(self.finish(response.map(CacheBody::origin), status));
         };
         let context = Keyed {
-            key,
+            key: key.into(),
             mode,
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
             cacheable,
@@ -627,7 +628,12 @@ where
 
     /// What runs when a teed body completes: commit, then remove the variants the new response
     /// superseded, then let coalesced requests look again.
-    fn finisher(&self, key: String, superseded: Vec<VariantId>, leader: Option<Leader>) -> Finish {
+    fn finisher(
+        &self,
+        key: Arc<str>,
+        superseded: Vec<VariantId>,
+        leader: Option<Leader>,
+    ) -> Finish {
         let store = self.shared.store.clone();
         Box::new(move |writer: Box<dyn EntryWriter>| {
             Box::pin(async move {

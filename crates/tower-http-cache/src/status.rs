@@ -1,6 +1,7 @@
 //! Response metadata: the typed [`CacheStatus`] and the RFC 9211 `Cache-Status` field.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, StatusCode};
@@ -41,7 +42,7 @@ pub struct CacheStatus {
     /// What happened.
     pub outcome: CacheOutcome,
     /// The primary cache key, if the request had one.
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
     /// Why the request went to the origin (an RFC 9211 `fwd` value), if it did.
     pub fwd: Option<&'static str>,
     /// The status the origin answered with, if it was contacted.
@@ -59,7 +60,7 @@ pub struct CacheStatus {
 }
 
 impl CacheStatus {
-    pub(crate) fn new(outcome: CacheOutcome, key: Option<String>) -> Self {
+    pub(crate) fn new(outcome: CacheOutcome, key: Option<Arc<str>>) -> Self {
         CacheStatus {
             outcome,
             key,
