@@ -55,5 +55,7 @@ pub fn default_key(uri: &Uri) -> String {
 /// Appends `s` in ASCII lowercase (schemes and hosts compare case-insensitively, RFC 3986
 /// §6.2.2.1), without a temporary string.
 fn push_lowercase(key: &mut String, s: &str) {
-    key.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    let start = key.len();
+    key.push_str(s);
+    key[start..].make_ascii_lowercase();
 }

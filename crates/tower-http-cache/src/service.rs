@@ -89,7 +89,7 @@ where
             inner: self.inner.clone(),
             _bodies: PhantomData,
         };
-        ResponseFuture::new(exchange.handle(request))
+        exchange.start(request)
     }
 }
 
@@ -166,15 +166,19 @@ where
         self.shared.clock.0.now()
     }
 
-    async fn handle(self, request: Request<ReqB>) -> Result<Response<CacheBody<ResB>>, S::Error> {
+    /// Starts the trip of one request: the mode and key are settled here, synchronously, so
+    /// that the boxed future holds only the path the request takes.
+    fn start(self, request: Request<ReqB>) -> ResponseFuture<ResB, S::Error> {
         let mode = request
             .extensions()
             .get::<CacheMode>()
             .copied()
             .unwrap_or_default();
         if mode == CacheMode::Disabled {
-            let response = self.call_origin(request).await?;
-            return Ok(response.map(CacheBody::origin));
+            return ResponseFuture::new(async move {
+                let response = self.call_origin(request).await?;
+                Ok(response.map(CacheBody::origin))
+            });
         }
         let explicit_key = request.extensions().get::<CacheKey>();
         let cacheable = self
@@ -191,9 +195,11 @@ where
             }
         };
         let Some(key) = key else {
-            let response = self.call_origin(request).await?;
-            let status = CacheStatus::new(CacheOutcome::Bypass, None);
-            return Ok(self.finish(response.map(CacheBody::origin), status));
+            return ResponseFuture::new(async move {
+                let response = self.call_origin(request).await?;
+                let status = CacheStatus::new(CacheOutcome::Bypass, None);
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            });
         };
         let context = Keyed {
             key: key.into(),
@@ -201,7 +207,7 @@ where
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
             cacheable,
         };
-        self.lookup(request, context, true).await
+        ResponseFuture::new(self.lookup(request, context, true))
     }
 
     fn lookup_policy(&self, mode: CacheMode) -> &CachePolicy {
@@ -305,23 +311,33 @@ where
             Lookup::Forward(_) => (None, "request", false),
             _ => (None, "miss", false),
         };
-        let leader = if coalesce {
-            match self.coalesce(&context, may_coalesce).await {
-                Ok(leader) => leader,
-                // A coalesced request finished: look again, and go alone if still needed.
-                Err(()) => return Box::pin(self.lookup(request, context, false)).await,
-            }
-        } else {
-            None
-        };
         let trip = Trip {
             candidates,
             revalidation,
-            leader,
+            leader: None,
             fwd,
         };
-        // Boxed, so that the future of a hit stays small.
-        Box::pin(self.forward(request, context, trip)).await
+        // Boxed: the future of a hit does not carry the origin path.
+        Box::pin(self.to_origin(request, context, trip, coalesce && may_coalesce)).await
+    }
+
+    /// Goes to the origin, first joining the requests for the same key already there when
+    /// `coalesce` is set.
+    async fn to_origin(
+        self,
+        request: Request<ReqB>,
+        context: Keyed,
+        mut trip: Trip,
+        coalesce: bool,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        if coalesce {
+            match self.coalesce(&context).await {
+                Ok(leader) => trip.leader = leader,
+                // A coalesced request finished: look again, and go alone if still needed.
+                Err(()) => return self.lookup(request, context, false).await,
+            }
+        }
+        self.forward(request, context, trip).await
     }
 
     /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
@@ -331,8 +347,8 @@ where
 
     /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
     /// `Err` waited for a leader: look in the store again.
-    async fn coalesce(&self, context: &Keyed, may_coalesce: bool) -> Result<Option<Leader>, ()> {
-        let Some(timeout) = self.shared.coalesce.filter(|_| may_coalesce) else {
+    async fn coalesce(&self, context: &Keyed) -> Result<Option<Leader>, ()> {
+        let Some(timeout) = self.shared.coalesce else {
             return Ok(None);
         };
         if matches!(context.mode, CacheMode::NoStore | CacheMode::Reload) {
