@@ -40,7 +40,10 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most responses carry none of these: one pass over the names saves the removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()))
+    {
         return;
     }
     for name in connection_listed(headers) {
@@ -60,8 +63,9 @@ fn is_updatable(name: &HeaderName, connection: &[HeaderName]) -> bool {
 
 /// The header lines to store for a response (RFC 9111 §3.1): hop-by-hop and
 /// `Connection`-listed fields removed, fields named by a qualified `no-cache` removed, fields
-/// named by a qualified `private` removed in a shared cache, and a `Date` added when the origin
-/// sent none (RFC 9110 §6.6.1). Repeated fields stay separate lines in their order.
+/// named by a qualified `private` removed in a shared cache, a `Date` added when the origin
+/// sent none (RFC 9110 §6.6.1), and `Age: 0` when it sent no `Age`. Repeated fields stay
+/// separate lines in their order.
 pub(crate) fn headers_to_store(
     response: &HeaderMap,
     cc: &ResponseDirectives,
@@ -86,7 +90,17 @@ pub(crate) fn headers_to_store(
     if !valid_date {
         headers.insert(header::DATE, http_date(response_time));
     }
+    reserve_age(&mut headers);
     headers
+}
+
+/// An absent `Age` is stored as `Age: 0`: the same `age_value` (RFC 9111 §4.2.3 reads a
+/// missing Age as 0), and a slot that serving overwrites in place, so that the served copy of
+/// the headers never has to grow.
+pub(crate) fn reserve_age(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::AGE) {
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+    }
 }
 
 /// RFC 9111 §3.2: updates stored header lines with those of a 304 (or of a HEAD response,
@@ -149,7 +163,7 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         );
         let names: Vec<_> = stored.keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["content-type", "date"]);
+        assert_eq!(names, ["content-type", "date", "age"]);
     }
 
     #[test]

@@ -656,7 +656,9 @@ impl CachePolicy {
             entry.headers.insert(header::DATE, http_date(response_time));
         }
         if !new_headers.contains_key(header::AGE) {
+            // The Age of the old exchange does not apply to the new one.
             entry.headers.remove(header::AGE);
+            crate::headers::reserve_age(&mut entry.headers);
         }
         entry.request_time = request_time;
         entry.response_time = response_time;

@@ -28,9 +28,16 @@ fn rfc9111_3_1_hop_by_hop_and_connection_listed_fields_are_not_stored() {
     let entry = store(&private(), &get(&[]), &response);
     let mut names: Vec<_> = entry.headers.keys().map(|n| n.as_str()).collect();
     names.sort_unstable();
+    // An absent Age is stored as `Age: 0` (the same age_value, §4.2.3).
     assert_eq!(
         names,
-        ["cache-control", "content-type", "date", "x-end-to-end"]
+        [
+            "age",
+            "cache-control",
+            "content-type",
+            "date",
+            "x-end-to-end"
+        ]
     );
     // What is served is what is stored, plus Age.
     let serve = fresh(private().lookup(&get(&[]), std::slice::from_ref(&entry), at(1)));
@@ -143,10 +150,12 @@ fn rfc9111_3_2_304_replaces_stored_fields_it_carries_and_keeps_the_others() {
     );
     assert_eq!(values(h, "x-kept"), ["yes"]);
     assert_eq!(values(h, "x-new"), ["1"]);
-    // Hop-by-hop fields of the 304 are not stored; the old Age no longer applies.
-    for name in ["connection", "x-hop", "keep-alive", "age"] {
+    // Hop-by-hop fields of the 304 are not stored; the old Age no longer applies (the 304
+    // carried none: age_value 0).
+    for name in ["connection", "x-hop", "keep-alive"] {
         assert!(!h.contains_key(name), "{name}");
     }
+    assert_eq!(values(h, "age"), ["0"]);
     assert_eq!(updated.request_time, at(100));
     assert_eq!(updated.response_time, at(101));
 }
