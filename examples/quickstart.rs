@@ -28,14 +28,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let origin = start_origin(version.clone()).await;
     println!("origin listening on http://{}", origin.addr());
 
+    let dir = std::env::temp_dir().join(format!(
+        "tower-http-cache-quickstart-{}",
+        std::process::id()
+    ));
     let (store, store_name): (Arc<dyn Store>, String) = if use_memory {
         let store = MemoryStore::builder().max_capacity_bytes(64 << 20).build();
         (Arc::new(store), "memory".into())
     } else {
-        let dir = std::env::temp_dir().join(format!(
-            "tower-http-cache-quickstart-{}",
-            std::process::id()
-        ));
         let store = FsStore::builder(&dir).max_size_bytes(256 << 20).build()?;
         (Arc::new(store), format!("filesystem at {}", dir.display()))
     };
@@ -103,6 +103,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!("    Cache-Status: {header}");
     }
     println!("\nthe origin saw {} requests for 9 sent", origin.hits());
+    // The example's cache directory is temporary.
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

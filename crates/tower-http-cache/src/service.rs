@@ -318,12 +318,12 @@ where
             fwd,
         };
         // Boxed: the future of a hit does not carry the origin path.
-        Box::pin(self.to_origin(request, context, trip, coalesce && may_coalesce)).await
+        Box::pin(self.go_to_origin(request, context, trip, coalesce && may_coalesce)).await
     }
 
     /// Goes to the origin, first joining the requests for the same key already there when
     /// `coalesce` is set.
-    async fn to_origin(
+    async fn go_to_origin(
         self,
         request: Request<ReqB>,
         context: Keyed,
