@@ -99,6 +99,7 @@ mod body_key;
 mod builder;
 mod clock;
 mod coalesce;
+mod exchange;
 mod future;
 mod key;
 mod layer;

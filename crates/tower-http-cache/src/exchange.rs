@@ -1,0 +1,709 @@
+//! One request's path through the cache: the key and mode settled, the store read, the policy
+//! asked, the origin called when it says so, and its answer stored, refreshed or passed on.
+
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes};
+use cache_policy::{
+    effective_uri, CachePolicy, Lookup, RequestHead, ResponseAction, Revalidation, Serve, Update,
+};
+use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tokio::sync::Mutex;
+use tower_service::Service;
+
+use crate::body::{CacheBody, Finish};
+use crate::coalesce::{self, Leader, Role};
+use crate::layer::Shared;
+use crate::log;
+use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFuture};
+
+/// What a request takes with it to the origin.
+struct Trip {
+    /// The stored variants for the key, which a 304 or an error may still use.
+    candidates: Vec<StoredEntry>,
+    /// The validators to send, when revalidating.
+    revalidation: Option<Revalidation>,
+    /// Held by the coalescing leader until its response is stored or passed through.
+    leader: Option<Leader>,
+    /// Why the request goes to the origin (RFC 9211 `fwd`).
+    fwd: &'static str,
+}
+
+/// The parts of the client's request kept while it is at the origin.
+struct OwnedHead {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<'a> From<&'a OwnedHead> for RequestHead<'a> {
+    fn from(head: &'a OwnedHead) -> Self {
+        RequestHead {
+            method: &head.method,
+            uri: &head.uri,
+            headers: &head.headers,
+        }
+    }
+}
+
+/// One request's trip through the cache.
+pub(crate) struct Exchange<S, ReqB, ResB> {
+    shared: Arc<Shared>,
+    inner: Arc<Mutex<S>>,
+    _bodies: PhantomData<fn(ReqB) -> ResB>,
+}
+
+impl<S, ReqB, ResB> Exchange<S, ReqB, ResB> {
+    pub(crate) fn new(shared: Arc<Shared>, inner: Arc<Mutex<S>>) -> Self {
+        Exchange {
+            shared,
+            inner,
+            _bodies: PhantomData,
+        }
+    }
+}
+
+/// What the cache knows about a request once its key and mode are settled.
+struct Keyed {
+    /// Shared with the `CacheStatus` of the response.
+    key: Arc<str>,
+    mode: CacheMode,
+    ttl: Option<Duration>,
+    /// Whether responses to this request may be looked up and stored: a configured method,
+    /// and for methods other than GET and HEAD an explicit [`CacheKey`] (which
+    /// [`BodyKeyLayer`](crate::BodyKeyLayer) derives from the body). A POST response is never
+    /// reused for a POST with another body.
+    cacheable: bool,
+}
+
+impl<S, ReqB, ResB> Exchange<S, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Buf + Send,
+    ResB::Error: Send,
+{
+    /// Waits for the inner service to be ready and calls it, holding it in between.
+    async fn call_origin(&self, request: Request<ReqB>) -> Result<Response<ResB>, S::Error> {
+        let future = {
+            let mut inner = self.inner.lock().await;
+            poll_fn(|cx| inner.poll_ready(cx)).await?;
+            inner.call(request)
+        };
+        future.await
+    }
+
+    fn now(&self) -> SystemTime {
+        self.shared.clock.0.now()
+    }
+
+    /// Starts the trip of one request: the mode and key are settled here, synchronously, so
+    /// that the boxed future holds only the path the request takes.
+    pub(crate) fn start(self, request: Request<ReqB>) -> ResponseFuture<ResB, S::Error> {
+        let mode = request
+            .extensions()
+            .get::<CacheMode>()
+            .copied()
+            .unwrap_or_default();
+        if mode == CacheMode::Disabled {
+            return ResponseFuture::new(async move {
+                let response = self.call_origin(request).await?;
+                Ok(response.map(CacheBody::origin))
+            });
+        }
+        let explicit_key = request.extensions().get::<CacheKey>();
+        let cacheable = self
+            .shared
+            .policy
+            .options()
+            .cacheable_methods
+            .contains(request.method())
+            && (matches!(*request.method(), Method::GET | Method::HEAD) || explicit_key.is_some());
+        let key = match explicit_key {
+            Some(CacheKey(key)) => Some(key.clone()),
+            None => {
+                effective_uri(request.uri(), request.headers()).map(|uri| self.shared.key_for(&uri))
+            }
+        };
+        let Some(key) = key else {
+            return ResponseFuture::new(async move {
+                let response = self.call_origin(request).await?;
+                let status = CacheStatus::new(CacheOutcome::Bypass, None);
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            });
+        };
+        let context = Keyed {
+            key: key.into(),
+            mode,
+            ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
+            cacheable,
+        };
+        ResponseFuture::new(self.lookup(request, context, true))
+    }
+
+    fn lookup_policy(&self, mode: CacheMode) -> &CachePolicy {
+        match mode {
+            CacheMode::NoCache => &self.shared.revalidating,
+            CacheMode::ForceCache | CacheMode::OnlyIfCached => &self.shared.forcing,
+            CacheMode::IgnoreRules => &self.shared.ignoring,
+            _ => &self.shared.policy,
+        }
+    }
+
+    fn storing_policy(&self, mode: CacheMode) -> &CachePolicy {
+        match mode {
+            CacheMode::IgnoreRules => &self.shared.ignoring,
+            _ => &self.shared.policy,
+        }
+    }
+
+    /// Reads the candidates for the key; a failing store is an empty cache.
+    async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
+        self.shared.store.get(key).await.unwrap_or_else(|error| {
+            log::store_error("get", &error);
+            Vec::new()
+        })
+    }
+
+    async fn lookup(
+        self,
+        request: Request<ReqB>,
+        context: Keyed,
+        may_coalesce: bool,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
+        let cacheable = context.cacheable;
+        let mut candidates = if reads_cache && cacheable {
+            self.candidates(&context.key).await
+        } else {
+            Vec::new()
+        };
+        let now = self.now();
+        let lookup = if !cacheable {
+            Lookup::Forward(cache_policy::ForwardReason::Method)
+        } else if reads_cache {
+            self.lookup_policy(context.mode)
+                .lookup(&request, &candidates, now)
+        } else {
+            Lookup::Forward(cache_policy::ForwardReason::UriMiss)
+        };
+        let forcing = matches!(
+            context.mode,
+            CacheMode::ForceCache | CacheMode::OnlyIfCached
+        );
+
+        let method = request.method().clone();
+        let (revalidation, fwd, coalesce) = match lookup {
+            Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
+                let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
+                return Ok(self.serve_stored(serve, &mut candidates, &method, status));
+            }
+            Lookup::Stale {
+                serve, revalidate, ..
+            } => {
+                let outcome = if serve.freshness.is_fresh() {
+                    CacheOutcome::Hit
+                } else {
+                    CacheOutcome::Stale
+                };
+                let status = self.served_status(outcome, &context, &serve, &candidates);
+                match revalidate {
+                    // stale-while-revalidate without a runtime to refresh in: revalidate now.
+                    Some(revalidation) if !forcing && !self.can_spawn() => {
+                        (Some(revalidation), "stale", false)
+                    }
+                    Some(revalidation) if !forcing => {
+                        let response = self.serve_stored(serve, &mut candidates, &method, status);
+                        self.revalidate_in_background(request, context, candidates, revalidation);
+                        return Ok(response);
+                    }
+                    _ => return Ok(self.serve_stored(serve, &mut candidates, &method, status)),
+                }
+            }
+            Lookup::GatewayTimeout => return Ok(self.gateway_timeout(&context)),
+            Lookup::Revalidate(_) | Lookup::Forward(_)
+                if context.mode == CacheMode::OnlyIfCached =>
+            {
+                return Ok(self.gateway_timeout(&context));
+            }
+            // Force-cache found nothing usable: a plain request, stored by the usual rules.
+            Lookup::Revalidate(revalidation) if forcing => {
+                (None, revalidation.reason.cache_status_fwd(), false)
+            }
+            Lookup::Revalidate(revalidation) => {
+                let fwd = revalidation.reason.cache_status_fwd();
+                (Some(revalidation), fwd, true)
+            }
+            Lookup::Forward(reason) if reads_cache => (
+                None,
+                reason.cache_status_fwd(),
+                cacheable && reason != cache_policy::ForwardReason::Method,
+            ),
+            Lookup::Forward(_) => (None, "request", false),
+            _ => (None, "miss", false),
+        };
+        let trip = Trip {
+            candidates,
+            revalidation,
+            leader: None,
+            fwd,
+        };
+        // Boxed: the future of a hit does not carry the origin path.
+        Box::pin(self.go_to_origin(request, context, trip, coalesce && may_coalesce)).await
+    }
+
+    /// Goes to the origin, first joining the requests for the same key already there when
+    /// `coalesce` is set.
+    async fn go_to_origin(
+        self,
+        request: Request<ReqB>,
+        context: Keyed,
+        mut trip: Trip,
+        coalesce: bool,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        if coalesce {
+            match self.coalesce(&context).await {
+                Ok(leader) => trip.leader = leader,
+                // A coalesced request finished: look again, and go alone if still needed.
+                Err(()) => return self.lookup(request, context, false).await,
+            }
+        }
+        self.forward(request, context, trip).await
+    }
+
+    /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
+    fn can_spawn(&self) -> bool {
+        self.shared.background_revalidation && tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
+    /// `Err` waited for a leader: look in the store again.
+    async fn coalesce(&self, context: &Keyed) -> Result<Option<Leader>, ()> {
+        let Some(timeout) = self.shared.coalesce else {
+            return Ok(None);
+        };
+        if matches!(context.mode, CacheMode::NoStore | CacheMode::Reload) {
+            return Ok(None);
+        }
+        match self.shared.in_flight.join(&context.key) {
+            Role::Leader(leader) => Ok(Some(leader)),
+            Role::Follower(receiver) => {
+                coalesce::wait(receiver, timeout).await;
+                Err(())
+            }
+        }
+    }
+
+    fn served_status(
+        &self,
+        outcome: CacheOutcome,
+        context: &Keyed,
+        serve: &Serve,
+        candidates: &[StoredEntry],
+    ) -> CacheStatus {
+        let mut status = CacheStatus::new(outcome, Some(context.key.clone()));
+        status.age = Some(serve.freshness.age);
+        status.ttl = Some(serve.freshness.time_to_live());
+        status.stored_at = candidates
+            .get(serve.index)
+            .map(|c| c.response.response_time);
+        status
+    }
+
+    /// Answers with the stored response `serve` chose among `candidates`.
+    fn serve_stored(
+        &self,
+        serve: Serve,
+        candidates: &mut [StoredEntry],
+        method: &Method,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        match candidates.get(serve.index) {
+            Some(candidate) => {
+                let head = serve.response_head(&candidate.response);
+                self.respond_stored(serve, head, candidates, method, status)
+            }
+            // The policy only chooses among the candidates it was given.
+            None => self.finish(bad_gateway(), status),
+        }
+    }
+
+    /// Answers with `head` and the stored body of the candidate `serve` chose (none for HEAD
+    /// and for a 304).
+    fn respond_stored(
+        &self,
+        serve: Serve,
+        head: http::response::Parts,
+        candidates: &mut [StoredEntry],
+        method: &Method,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        let body = match candidates.get_mut(serve.index) {
+            Some(entry) if *method != Method::HEAD && !serve.not_modified => CacheBody::stored(
+                std::mem::replace(&mut entry.body, StoredBody::full(Bytes::new())),
+            ),
+            _ => CacheBody::empty(),
+        };
+        self.finish(Response::from_parts(head, body), status)
+    }
+
+    fn gateway_timeout(&self, context: &Keyed) -> Response<CacheBody<ResB>> {
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        let mut status = CacheStatus::new(CacheOutcome::Generated, Some(context.key.clone()));
+        status.detail = Some("only-if-cached");
+        self.finish(response, status)
+    }
+
+    fn finish(
+        &self,
+        mut response: Response<CacheBody<ResB>>,
+        status: CacheStatus,
+    ) -> Response<CacheBody<ResB>> {
+        if self.shared.cache_status_header {
+            let value = status.to_header_value(&self.shared.cache_name);
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static("cache-status"), value);
+        }
+        response.extensions_mut().insert(status);
+        response
+    }
+
+    /// Sends the request to the origin (with validators when revalidating) and acts on the
+    /// answer as the policy says.
+    async fn forward(
+        &self,
+        request: Request<ReqB>,
+        context: Keyed,
+        trip: Trip,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let Trip {
+            mut candidates,
+            revalidation,
+            leader,
+            fwd,
+        } = trip;
+        let (mut parts, body) = request.into_parts();
+        let head = OwnedHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        };
+        if let Some(revalidation) = &revalidation {
+            revalidation.apply_to(&mut parts.headers);
+        }
+        let request_time = self.now();
+        let result = self.call_origin(Request::from_parts(parts, body)).await;
+        let response_time = self.now();
+        let policy = self.storing_policy(context.mode);
+
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                // RFC 5861 §4: the origin cannot be reached; a stale response may do.
+                return match policy.on_error(&head, &candidates, response_time) {
+                    Some(serve) => {
+                        let mut status =
+                            self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                        status.fwd = Some(fwd);
+                        status.detail = Some("stale-if-error");
+                        Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
+                    }
+                    None => Err(error),
+                };
+            }
+        };
+
+        let decision =
+            policy.after_response(&head, &response, request_time, response_time, &candidates);
+        for uri in &decision.invalidate {
+            let key = self.shared.key_for(uri);
+            if let Err(error) = self.shared.store.remove(&key, None).await {
+                log::store_error("invalidate", &error);
+            }
+        }
+
+        let mut status = CacheStatus::new(CacheOutcome::Miss, Some(context.key.clone()));
+        status.fwd = Some(fwd);
+        status.fwd_status = Some(response.status());
+
+        match decision.action {
+            ResponseAction::Store {
+                mut entry,
+                mut ttl,
+                freshness,
+                replaces,
+            } if context.cacheable && context.mode != CacheMode::NoStore => {
+                if let Some(override_ttl) = context.ttl {
+                    // The stored response says what the cache decided, so later lookups agree.
+                    entry.headers.remove(EXPIRES);
+                    let max_age = format!("max-age={}", override_ttl.as_secs());
+                    if let Ok(value) = HeaderValue::try_from(max_age) {
+                        entry.headers.insert(CACHE_CONTROL, value);
+                    }
+                    ttl = override_ttl;
+                }
+                if ttl.is_zero() {
+                    status.detail = Some("not-reusable");
+                    return Ok(self.finish(response.map(CacheBody::origin), status));
+                }
+                let too_large = match (self.shared.max_body_size, content_length(&response)) {
+                    (Some(max), Some(len)) => len > max,
+                    _ => false,
+                };
+                if too_large {
+                    status.detail = Some("too-large");
+                    return Ok(self.finish(response.map(CacheBody::origin), status));
+                }
+                status.ttl = Some(if context.ttl.is_some() {
+                    ttl
+                } else {
+                    freshness.time_to_live()
+                });
+                let superseded: Vec<VariantId> = replaces
+                    .iter()
+                    .filter_map(|&i| candidates.get(i))
+                    .map(|c| c.variant.clone())
+                    .filter(|v| *v != VariantId::of(&entry))
+                    .collect();
+                let options = WriteOptions {
+                    ttl,
+                    content_length: content_length(&response),
+                };
+                match self.shared.store.begin(&context.key, entry, options).await {
+                    Ok(writer) => {
+                        status.stored = true;
+                        let writer = self.limit(writer);
+                        let finish = self.finisher(context.key.clone(), superseded, leader);
+                        Ok(self.finish(
+                            response.map(|body| CacheBody::tee(body, writer, finish)),
+                            status,
+                        ))
+                    }
+                    Err(error) => {
+                        log::store_error("begin", &error);
+                        Ok(self.finish(response.map(CacheBody::origin), status))
+                    }
+                }
+            }
+            ResponseAction::Store { .. } => {
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            ResponseAction::Refresh { updates, serve } => {
+                // The refreshed headers are what the client gets.
+                let refreshed = updates
+                    .iter()
+                    .find(|update| update.index == serve.index)
+                    .map(|update| serve.response_head(&update.entry));
+                let updates = with_variants(&candidates, updates);
+                self.apply_updates(&context.key, updates).await;
+                let mut status =
+                    self.served_status(CacheOutcome::Revalidated, &context, &serve, &candidates);
+                status.fwd = Some(fwd);
+                status.fwd_status = Some(StatusCode::NOT_MODIFIED);
+                status.stored = true;
+                drop(leader);
+                Ok(match refreshed {
+                    Some(refreshed) => {
+                        self.respond_stored(serve, refreshed, &mut candidates, &head.method, status)
+                    }
+                    None => self.serve_stored(serve, &mut candidates, &head.method, status),
+                })
+            }
+            ResponseAction::UpdateFromHead { updates, remove } => {
+                let updates = with_variants(&candidates, updates);
+                let remove = variants_at(&candidates, remove);
+                self.apply_updates(&context.key, updates).await;
+                self.remove_variants(&context.key, remove).await;
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            ResponseAction::ServeStale(serve) => {
+                let mut status =
+                    self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                status.fwd = Some(fwd);
+                status.fwd_status = Some(response.status());
+                status.detail = Some("stale-if-error");
+                Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
+            }
+            ResponseAction::Refetch => {
+                // The 304 matched no stored response and the client did not ask for one. The
+                // request body is gone, so the request cannot be repeated: answer 502 rather
+                // than pass a 304 to a client that cannot use it.
+                status.detail = Some("unmatched-304");
+                Ok(self.finish(bad_gateway(), status))
+            }
+            ResponseAction::PassThrough(reason) => {
+                status.detail = Some(reason.as_str());
+                Ok(self.finish(response.map(CacheBody::origin), status))
+            }
+            _ => Ok(self.finish(response.map(CacheBody::origin), status)),
+        }
+    }
+
+    async fn apply_updates(&self, key: &str, updates: Vec<(VariantId, Update)>) {
+        for (variant, update) in updates {
+            let result = self
+                .shared
+                .store
+                .update(key, &variant, update.entry, update.ttl)
+                .await;
+            if let Err(error) = result {
+                log::store_error("update", &error);
+            }
+        }
+    }
+
+    async fn remove_variants(&self, key: &str, variants: Vec<VariantId>) {
+        for variant in variants {
+            if let Err(error) = self.shared.store.remove(key, Some(&variant)).await {
+                log::store_error("remove", &error);
+            }
+        }
+    }
+
+    fn limit(&self, writer: Box<dyn EntryWriter>) -> Box<dyn EntryWriter> {
+        match self.shared.max_body_size {
+            Some(limit) => Box::new(LimitedWriter {
+                inner: writer,
+                written: 0,
+                limit,
+            }),
+            None => writer,
+        }
+    }
+
+    /// What runs when a teed body completes: commit, then remove the variants the new response
+    /// superseded, then let coalesced requests look again.
+    fn finisher(
+        &self,
+        key: Arc<str>,
+        superseded: Vec<VariantId>,
+        leader: Option<Leader>,
+    ) -> Finish {
+        let store = self.shared.store.clone();
+        Box::new(move |writer: Box<dyn EntryWriter>| {
+            Box::pin(async move {
+                match writer.commit().await {
+                    Ok(()) => {
+                        for variant in &superseded {
+                            if let Err(error) = store.remove(&key, Some(variant)).await {
+                                log::store_error("remove", &error);
+                            }
+                        }
+                    }
+                    Err(error) => log::store_error("commit", &error),
+                }
+                drop(leader);
+            })
+        })
+    }
+
+    /// RFC 5861 §3: refreshes a stale response after it was served, in a spawned task, at most
+    /// one per key at a time.
+    fn revalidate_in_background(
+        &self,
+        request: Request<ReqB>,
+        context: Keyed,
+        candidates: Vec<StoredEntry>,
+        revalidation: Revalidation,
+    ) {
+        let leader = match self.shared.in_flight.join(&context.key) {
+            Role::Leader(leader) => leader,
+            // A refresh (or a miss) for this key is already at the origin.
+            Role::Follower(_) => return,
+        };
+        let exchange = Exchange {
+            shared: self.shared.clone(),
+            inner: self.inner.clone(),
+            _bodies: PhantomData,
+        };
+        tokio::spawn(async move {
+            let fwd = revalidation.reason.cache_status_fwd();
+            let response = exchange
+                .forward(
+                    request,
+                    context,
+                    Trip {
+                        candidates,
+                        revalidation: Some(revalidation),
+                        leader: Some(leader),
+                        fwd,
+                    },
+                )
+                .await;
+            if let Ok(response) = response {
+                // Drain the body so that a teed response is stored.
+                let mut body = std::pin::pin!(response.into_body());
+                while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                    if frame.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Pairs updates with the variant ids of the candidates they update. Stored bodies are not
+/// `Sync`, so what the store calls need is taken out of the candidates before awaiting.
+fn with_variants(candidates: &[StoredEntry], updates: Vec<Update>) -> Vec<(VariantId, Update)> {
+    updates
+        .into_iter()
+        .filter_map(|u| Some((candidates.get(u.index)?.variant.clone(), u)))
+        .collect()
+}
+
+/// The variant ids of the candidates at `indices`.
+fn variants_at(candidates: &[StoredEntry], indices: Vec<usize>) -> Vec<VariantId> {
+    indices
+        .into_iter()
+        .filter_map(|i| Some(candidates.get(i)?.variant.clone()))
+        .collect()
+}
+
+fn bad_gateway<B>() -> Response<CacheBody<B>> {
+    let mut response = Response::new(CacheBody::empty());
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+fn content_length<B>(response: &Response<B>) -> Option<u64> {
+    response
+        .headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Enforces the layer's body size limit on top of the store's own.
+struct LimitedWriter {
+    inner: Box<dyn EntryWriter>,
+    written: u64,
+    limit: u64,
+}
+
+impl EntryWriter for LimitedWriter {
+    fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StoreError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.inner.write(chunk)
+    }
+
+    fn commit(self: Box<Self>) -> cache_store::BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.commit()
+    }
+}
