@@ -139,6 +139,13 @@ async fn rfc9111_4_2_fresh_response_is_served_from_cache_through_the_legacy_clie
     assert_eq!(first.cache.outcome, CacheOutcome::Miss);
     assert!(first.cache.stored);
     assert_eq!(first.body, "response 0");
+    // RFC 9211 §2: the cache's name, then why it forwarded, what the origin said, that it
+    // stored the response, its freshness left and the key.
+    let key = default_key(&h.origin.url("/fresh").parse().expect("uri"));
+    assert_eq!(
+        first.headers["cache-status"],
+        format!("tower-http-cache; fwd=uri-miss; fwd-status=200; stored; ttl=60; key=\"{key}\"")
+    );
 
     h.clock.advance(Duration::from_secs(30));
     let second = h.get("/fresh").await;
