@@ -210,6 +210,9 @@ impl CacheLayer {
     /// Request coalescing: concurrent requests that would go to the origin for the same key
     /// wait for the first one, at most `timeout`, then use what it stored (or go to the origin
     /// themselves). On by default with a 10 s timeout; `None` disables it.
+    ///
+    /// The wait uses tokio's timer: run the service in a runtime with time enabled (as
+    /// `#[tokio::main]` does), or disable coalescing.
     pub fn coalesce(mut self, timeout: Option<Duration>) -> Self {
         self.config.coalesce = timeout;
         self
