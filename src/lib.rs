@@ -3,5 +3,6 @@
 //!
 //! It is not published; the crates live in `crates/`.
 
+pub mod answer;
 pub mod clock;
 pub mod origin;

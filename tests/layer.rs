@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cache_workspace::answer::Answer;
 use cache_workspace::clock::ManualClock;
 use cache_workspace::origin::{self, empty, full, LegacyClient, Origin, Recorded};
 use http::{Request, Response, StatusCode};
@@ -21,13 +22,6 @@ struct Harness {
     clock: ManualClock,
     store: Arc<MemoryStore>,
     service: CacheService<LegacyClient>,
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-    cache: CacheStatus,
 }
 
 /// An origin answering with `respond(request, clock)`, behind the layer with a memory store
@@ -76,24 +70,8 @@ impl Harness {
     }
 
     async fn send_request(&self, request: Request<Full<Bytes>>) -> Answer {
-        let response = self
-            .service
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the origin answers");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Answer {
-            status: parts.status,
-            cache: parts
-                .extensions
-                .get::<CacheStatus>()
-                .cloned()
-                .expect("CacheStatus in the extensions"),
-            headers: parts.headers,
-            body,
-        }
+        let response = self.service.clone().oneshot(request).await;
+        Answer::read(response.expect("the origin answers")).await
     }
 
     /// How many variants the store holds for `path` on the origin.
@@ -381,21 +359,9 @@ async fn rfc5861_4_stale_if_error_serves_stale_when_the_origin_is_unreachable() 
         .oneshot(Request::get(&url).body(Full::default()).expect("request"))
         .await
         .expect("served stale instead of the connection error");
-    let status = response
-        .extensions()
-        .get::<CacheStatus>()
-        .cloned()
-        .expect("status");
-    assert_eq!(status.outcome, CacheOutcome::Stale);
-    assert_eq!(
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes(),
-        "kept"
-    );
+    let answer = Answer::read(response).await;
+    assert_eq!(answer.cache.outcome, CacheOutcome::Stale);
+    assert_eq!(answer.body, "kept");
 
     // Without stale-if-error, the inner service's own error comes back, typed.
     h.clock.advance(Duration::from_secs(100));

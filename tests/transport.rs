@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cache_workspace::answer::Answer;
 use cache_workspace::origin::{self, full, Origin};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
@@ -17,7 +18,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http_cache::store::{
     BoxFuture, EntryWriter, StoreError, StoredEntry, StoredResponse, VariantId, WriteOptions,
 };
-use tower_http_cache::{CacheLayer, CacheOutcome, CacheStatus, FsStore, Store};
+use tower_http_cache::{CacheLayer, CacheOutcome, FsStore, Store};
 
 /// A service that is deliberately not `Clone`, counting its calls.
 struct Counting {
@@ -134,21 +135,10 @@ async fn a_store_that_is_down_never_fails_a_request() {
         let request = Request::get(origin.url("/x"))
             .body(Full::default())
             .expect("request");
-        let response = service.clone().oneshot(request).await.expect("response");
-        let status = response
-            .extensions()
-            .get::<CacheStatus>()
-            .cloned()
-            .expect("status");
-        assert_eq!(status.outcome, CacheOutcome::Miss);
-        assert!(!status.stored);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(body, "from the origin");
+        let answer = Answer::read(service.clone().oneshot(request).await.expect("response")).await;
+        assert_eq!(answer.cache.outcome, CacheOutcome::Miss);
+        assert!(!answer.cache.stored);
+        assert_eq!(answer.body, "from the origin");
     }
     assert_eq!(origin.hits(), 3);
     // A POST's invalidation fails in the store too, and still succeeds for the client.
@@ -180,28 +170,12 @@ async fn the_filesystem_store_serves_hits_across_layer_instances() {
         let request = Request::get(origin.url("/big"))
             .body(Full::default())
             .expect("request");
-        let response = service.oneshot(request).await.expect("response");
-        let status = response
-            .extensions()
-            .get::<CacheStatus>()
-            .cloned()
-            .expect("status");
-        assert_eq!(status.outcome, expected);
-        let cookies: Vec<_> = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .cloned()
-            .collect();
+        let answer = Answer::read(service.oneshot(request).await.expect("response")).await;
+        assert_eq!(answer.cache.outcome, expected);
+        let cookies: Vec<_> = answer.headers.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(body.len(), 300_000);
-        assert!(body.iter().all(|&b| b == 7));
+        assert_eq!(answer.body.len(), 300_000);
+        assert!(answer.body.iter().all(|&b| b == 7));
     }
     assert_eq!(origin.hits(), 1);
     let _ = std::fs::remove_dir_all(&dir);
@@ -240,19 +214,8 @@ async fn post_requests_are_cached_by_a_hash_of_their_body_when_opted_in() {
             .expect("request");
         let service = service.clone();
         async move {
-            let response = service.oneshot(request).await.expect("response");
-            let status = response
-                .extensions()
-                .get::<CacheStatus>()
-                .cloned()
-                .expect("status");
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            (status.outcome, body)
+            let answer = Answer::read(service.oneshot(request).await.expect("response")).await;
+            (answer.cache.outcome, answer.body)
         }
     };
     assert_eq!(
