@@ -36,7 +36,7 @@
 //!
 //! | feature | default | what |
 //! |---------|---------|------|
-//! | `memory` | yes | [`MemoryStore`] (moka) |
+//! | `memory` | yes | [`MemoryStore`] (`lru`) |
 //! | `fs` | no | [`FsStore`] (tokio's blocking pool; `xxhash-rust` for file names) |
 //! | `conformance` | no | the backend test suite, [`conformance`] (tokio) |
 //!

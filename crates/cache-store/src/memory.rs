@@ -1,24 +1,20 @@
 //! The in-memory backend: [`MemoryStore`].
 
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cache_policy::StoredResponse;
-use moka::policy::EvictionPolicy;
-use moka::Expiry;
+use lru::LruCache;
 
 use crate::{
     BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
 };
 
-/// Fixed cost counted for every variant besides its key, header lines and body: moka's own
+/// Fixed cost counted for every variant besides its key, header lines and body: the LRU's
 /// per-entry bookkeeping and our allocations are well above a `HashMap` slot.
 const VARIANT_OVERHEAD: u64 = 200;
-/// Number of lock stripes serializing read-modify-write updates of one primary key.
-const LOCK_STRIPES: usize = 64;
 
 /// A store held in memory, bounded by bytes, evicting the least recently used primary key
 /// (with all its variants) when full.
@@ -29,7 +25,12 @@ const LOCK_STRIPES: usize = 64;
 ///
 /// Each variant has its own expiry time (the TTL of [`WriteOptions`] or [`Store::update`]);
 /// an expired variant is never returned, and a primary key whose variants all expired is
-/// dropped by moka's housekeeping.
+/// dropped when it is next read or written, or evicted like any other.
+///
+/// The keys live in one least-recently-used list (the `lru` crate) behind a mutex held only
+/// for a lookup or a swap of the key's variant list: a read takes no clock other than the one
+/// expiry needs and hashes the key once, and evictions happen at once, on the write that goes
+/// over the bound.
 ///
 /// Cloning is cheap and yields a handle on the same store.
 ///
@@ -77,14 +78,40 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: moka::sync::Cache<Arc<str>, Arc<Variants>>,
     /// Commits, updates and removals of one key read the current variants, change them and
-    /// insert the result; the stripe lock makes that sequence atomic so concurrent commits to
-    /// one key never lose a variant.
-    locks: Box<[Mutex<()>]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// put the result back under this one lock, so concurrent commits to one key never lose
+    /// a variant.
+    lru: Mutex<Lru>,
     max_body_size: u64,
     max_capacity: u64,
+}
+
+/// The keys in least-recently-used order, and their total weight.
+struct Lru {
+    map: LruCache<Arc<str>, Arc<Variants>>,
+    weight: u64,
+}
+
+impl Lru {
+    /// Puts the variants of `key`, then evicts least recently used keys while over `capacity`.
+    fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) {
+        self.weight += variants.weight(&key);
+        if let Some(old) = self.map.put(key.clone(), variants) {
+            self.weight -= old.weight(&key);
+        }
+        while self.weight > capacity {
+            match self.map.pop_lru() {
+                Some((key, evicted)) => self.weight -= evicted.weight(&key),
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(removed) = self.map.pop(key) {
+            self.weight -= removed.weight(key);
+        }
+    }
 }
 
 /// The immutable set of variants of one primary key. Changes build a new set and swap it in, so
@@ -102,40 +129,8 @@ struct Variant {
 }
 
 impl Variants {
-    fn weight(&self, key: &str) -> u32 {
-        let total = key.len() as u64 + self.list.iter().map(|v| v.weight).sum::<u64>();
-        u32::try_from(total).unwrap_or(u32::MAX)
-    }
-
-    fn latest_expiry(&self) -> Option<Instant> {
-        self.list.iter().map(|v| v.expires).max()
-    }
-}
-
-struct VariantsExpiry;
-
-impl Expiry<Arc<str>, Arc<Variants>> for VariantsExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<Variants>,
-        created_at: Instant,
-    ) -> Option<Duration> {
-        value
-            .latest_expiry()
-            .map(|e| e.saturating_duration_since(created_at))
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<Variants>,
-        updated_at: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        value
-            .latest_expiry()
-            .map(|e| e.saturating_duration_since(updated_at))
+    fn weight(&self, key: &str) -> u64 {
+        key.len() as u64 + self.list.iter().map(|v| v.weight).sum::<u64>()
     }
 }
 
@@ -179,19 +174,15 @@ impl MemoryStoreBuilder {
             .unwrap_or(self.max_capacity_bytes / 8)
             .min(self.max_capacity_bytes)
             .min(u64::from(u32::MAX) - 64 * 1024);
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(self.max_capacity_bytes)
-            // Plain LRU: TinyLFU's admission filter would drop most freshly written responses of
-            // a cold cache, which is wasted work for a cache that has just fetched them.
-            .eviction_policy(EvictionPolicy::lru())
-            .weigher(|key: &Arc<str>, value: &Arc<Variants>| value.weight(key))
-            .expire_after(VariantsExpiry)
-            .build();
+        // Plain LRU: an admission filter (TinyLFU) would drop most freshly written responses
+        // of a cold cache, which is wasted work for a cache that has just fetched them.
+        let lru = Lru {
+            map: LruCache::unbounded(),
+            weight: 0,
+        };
         MemoryStore {
             inner: Arc::new(Inner {
-                cache,
-                locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                hasher: Default::default(),
+                lru: Mutex::new(lru),
                 max_body_size,
                 max_capacity: self.max_capacity_bytes,
             }),
@@ -223,17 +214,15 @@ impl MemoryStore {
         self.inner.max_capacity
     }
 
-    /// The current weighted size in bytes. Approximate until
-    /// [`run_pending_tasks`](Self::run_pending_tasks) ran: moka applies evictions lazily.
+    /// The current weighted size in bytes (evictions are immediate, so it is never above the
+    /// capacity after a write returns).
     pub fn weighted_size(&self) -> u64 {
-        self.inner.cache.weighted_size()
+        self.inner.lock().weight
     }
 
-    /// Runs moka's pending housekeeping (evictions, expirations) now. Tests call it before
-    /// asserting sizes; normal operation does not need it.
-    pub fn run_pending_tasks(&self) {
-        self.inner.cache.run_pending_tasks();
-    }
+    /// Kept for callers of earlier versions: evictions and expirations need no housekeeping,
+    /// so this does nothing.
+    pub fn run_pending_tasks(&self) {}
 }
 
 impl Default for MemoryStore {
@@ -247,36 +236,39 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("max_capacity_bytes", &self.inner.max_capacity)
             .field("max_body_size", &self.inner.max_body_size)
-            .field("weighted_size", &self.inner.cache.weighted_size())
+            .field("weighted_size", &self.weighted_size())
             .finish()
     }
 }
 
 impl Inner {
-    fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
-        let stripe = (self.hasher.hash_one(key) as usize) % self.locks.len();
-        // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
-        self.locks[stripe]
+    fn lock(&self) -> MutexGuard<'_, Lru> {
+        // Every change leaves the list and its weight consistent before it can panic (the
+        // closures of `modify` run before the list is touched), so a poisoned lock is usable.
+        self.lru
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces the variants of `key` by `change(current live variants)`, atomically with
-    /// respect to other changes of the same key.
+    /// respect to other changes.
     fn modify(&self, key: &str, change: impl FnOnce(&mut Vec<Arc<Variant>>)) {
-        let _guard = self.lock(key);
         let now = Instant::now();
-        let mut list: Vec<Arc<Variant>> = self
-            .cache
-            .get(key)
+        let mut lru = self.lock();
+        let mut list: Vec<Arc<Variant>> = lru
+            .map
+            .peek(key)
             .map(|v| v.list.iter().filter(|v| v.expires > now).cloned().collect())
             .unwrap_or_default();
         change(&mut list);
         if list.is_empty() {
-            self.cache.invalidate(key);
+            lru.remove(key);
         } else {
-            self.cache
-                .insert(Arc::from(key), Arc::new(Variants { list }));
+            lru.put(
+                Arc::from(key),
+                Arc::new(Variants { list }),
+                self.max_capacity,
+            );
         }
     }
 }
@@ -290,11 +282,13 @@ fn expires_after(ttl: Duration) -> Instant {
 
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
-        let entries = match self.inner.cache.get(key) {
+        // Read under the lock only what it takes to share the variant list.
+        let variants = self.inner.lock().map.get(key).cloned();
+        let entries = match variants {
             None => Vec::new(),
             Some(variants) => {
                 let now = Instant::now();
-                variants
+                let entries: Vec<StoredEntry> = variants
                     .list
                     .iter()
                     .filter(|v| v.expires > now)
@@ -303,7 +297,12 @@ impl Store for MemoryStore {
                         response: v.response.clone(),
                         body: StoredBody::full(v.body.clone()),
                     })
-                    .collect()
+                    .collect();
+                if entries.is_empty() {
+                    // Every variant expired: give the room back now.
+                    self.inner.modify(key, |_| {});
+                }
+                entries
             }
         };
         Box::pin(std::future::ready(Ok(entries)))
@@ -366,10 +365,7 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             match variant {
-                None => {
-                    let _guard = self.inner.lock(key);
-                    self.inner.cache.invalidate(key);
-                }
+                None => self.inner.lock().remove(key),
                 Some(variant) => self
                     .inner
                     .modify(key, |list| list.retain(|v| v.id != *variant)),
@@ -380,7 +376,9 @@ impl Store for MemoryStore {
 
     fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            self.inner.cache.invalidate_all();
+            let mut lru = self.inner.lock();
+            lru.map.clear();
+            lru.weight = 0;
             Ok(())
         })
     }
