@@ -783,3 +783,87 @@ async fn rfc9111_4_3_4_a_bare_304_to_if_modified_since_revalidates_the_stored_re
         .headers
         .contains_key("if-modified-since"));
 }
+
+#[tokio::test]
+async fn coalesced_requests_fall_back_to_the_origin_when_the_leader_stores_nothing() {
+    let n = counter();
+    let h = harness(
+        move |_, _| {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            Response::builder()
+                .header("cache-control", "no-store")
+                .body(origin::slow_chunks(
+                    vec![Bytes::from(format!("answer {i}"))],
+                    Duration::from_millis(30),
+                ))
+                .expect("response")
+        },
+        |layer| layer,
+    )
+    .await;
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move { h.get("/private").await }));
+    }
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let answer = task.await.expect("task");
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.cache.outcome, CacheOutcome::Miss);
+        bodies.push(answer.body);
+    }
+    // Nothing was shared: every request got its own origin answer.
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 10);
+    assert_eq!(h.origin.hits(), 10);
+}
+
+#[tokio::test]
+async fn rfc9111_4_3_5_a_head_response_refreshes_or_invalidates_the_stored_get() {
+    let etag = Arc::new(std::sync::Mutex::new("\"v1\""));
+    let current = etag.clone();
+    let h = harness(
+        move |request, _| {
+            let etag = *current.lock().expect("lock");
+            let builder = Response::builder().header("etag", etag);
+            if request.method == http::Method::HEAD {
+                // A HEAD answer with a longer lifetime, ignoring the validators it was sent.
+                return builder
+                    .header("cache-control", "max-age=60")
+                    .body(empty())
+                    .expect("response");
+            }
+            builder
+                .header("cache-control", "max-age=1")
+                .body(full("the body"))
+                .expect("response")
+        },
+        |layer| layer,
+    )
+    .await;
+    h.get("/doc").await;
+    h.clock.advance(Duration::from_secs(10));
+    // The stale GET is revalidated by a HEAD whose ETag matches: the stored GET is refreshed.
+    let head = h.send(h.request("HEAD", "/doc")).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert_eq!(h.origin.hits(), 2);
+    let get = h.get("/doc").await;
+    assert_eq!(
+        get.cache.outcome,
+        CacheOutcome::Hit,
+        "refreshed by the HEAD"
+    );
+    assert_eq!(get.body, "the body");
+    assert_eq!(get.headers["cache-control"], "max-age=60");
+
+    // A HEAD whose ETag differs says the stored GET is no longer current: it is removed.
+    *etag.lock().expect("lock") = "\"v2\"";
+    h.clock.advance(Duration::from_secs(120));
+    h.send(h.request("HEAD", "/doc")).await;
+    assert_eq!(h.stored("/doc").await, 0);
+    assert_eq!(h.get("/doc").await.cache.outcome, CacheOutcome::Miss);
+}
