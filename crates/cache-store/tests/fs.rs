@@ -89,6 +89,15 @@ fn store_in(dir: &Path) -> FsStore {
     FsStore::builder(dir).build().expect("build")
 }
 
+/// The one entry file stored under `key`.
+fn only_file(store: &FsStore, key: &str) -> std::path::PathBuf {
+    store
+        .variant_paths(key)
+        .expect("list")
+        .pop()
+        .expect("one file")
+}
+
 async fn put(store: &FsStore, key: &str, language: Option<&str>, seed: u64, len: usize) {
     let body = seeded_body(seed, len);
     let mut writer = store
@@ -112,11 +121,7 @@ async fn flipped_header_byte_is_a_miss_and_the_file_is_dropped() {
     let dir = tempfile::tempdir().expect("dir");
     let store = store_in(dir.path());
     put(&store, "k", None, 1, 1000).await;
-    let path = store
-        .variant_paths("k")
-        .expect("list")
-        .pop()
-        .expect("one file");
+    let path = only_file(&store, "k");
     flip(&path, 40);
     assert!(store.get("k").await.expect("get").is_empty());
     assert!(!path.exists(), "a corrupt entry is deleted");
@@ -127,11 +132,7 @@ async fn flipped_byte_in_small_body_is_a_miss() {
     let dir = tempfile::tempdir().expect("dir");
     let store = store_in(dir.path());
     put(&store, "k", None, 1, 1000).await;
-    let path = store
-        .variant_paths("k")
-        .expect("list")
-        .pop()
-        .expect("one file");
+    let path = only_file(&store, "k");
     let len = std::fs::metadata(&path).expect("meta").len() as usize;
     flip(&path, len - 100);
     assert!(store.get("k").await.expect("get").is_empty());
@@ -143,11 +144,7 @@ async fn flipped_byte_in_large_body_is_a_body_error() {
     let store = store_in(dir.path());
     let len = 1 << 20;
     put(&store, "k", None, 1, len).await;
-    let path = store
-        .variant_paths("k")
-        .expect("list")
-        .pop()
-        .expect("one file");
+    let path = only_file(&store, "k");
     let file_len = std::fs::metadata(&path).expect("meta").len() as usize;
     // In the last chunk of the body: the frame holding it must never be yielded.
     flip(&path, file_len - 10);
