@@ -5,6 +5,8 @@
 //! - `baseline/meta+bytes`: the same plus a clone of the stored metadata (`StoredResponse`),
 //!   which every [`Store::get`] returns by value.
 //! - `memory/hit`, `fs/hit`: `Store::get` and reading the whole body, frame by frame.
+//! - `memory/hit_now`: the same read through `Store::get_now`, which a memory store answers
+//!   without a future (the path the cache layer takes).
 //! - `memory/write`, `fs/write`: `begin`, one `write`, `commit` (replacing the same variant).
 //!
 //! - `fs-inline/*`: the filesystem store with `inline_reads(true)`.
@@ -88,6 +90,19 @@ async fn hit<S: Store>(store: &S) -> usize {
     total
 }
 
+/// A hit read with [`Store::get_now`], as the cache layer reads a memory store.
+async fn hit_now<S: Store>(store: &S) -> usize {
+    let mut total = 0;
+    let entries = store
+        .get_now(KEY)
+        .expect("answers at once")
+        .expect("get_now");
+    for entry in entries {
+        total += body_len(entry.body).await;
+    }
+    total
+}
+
 async fn put<S: Store>(store: &S, body: &Bytes) {
     let mut writer = store.begin(KEY, response(), OPTIONS).await.expect("begin");
     writer.write(body.clone()).expect("write");
@@ -160,6 +175,9 @@ fn benches(c: &mut Criterion) {
 
         group.bench_function(BenchmarkId::new("memory/hit", label), |b| {
             b.iter(|| ready(hit(&memory)))
+        });
+        group.bench_function(BenchmarkId::new("memory/hit_now", label), |b| {
+            b.iter(|| ready(hit_now(&memory)))
         });
         group.bench_function(BenchmarkId::new("fs/hit", label), |b| {
             b.iter(|| rt.block_on(hit(&fs)))

@@ -111,6 +111,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     parallel_commits_keep_every_variant(harness).await;
     matches_a_model(harness).await;
     corrupt_entry_is_a_miss(harness).await;
+    get_now_agrees_with_get(harness).await;
 }
 
 /// Expands to one `#[tokio::test]` per conformance check, for the harness expression given.
@@ -143,6 +144,7 @@ macro_rules! conformance_tests {
             parallel_commits_keep_every_variant,
             matches_a_model,
             corrupt_entry_is_a_miss,
+            get_now_agrees_with_get,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {
@@ -265,8 +267,70 @@ async fn put_seeded<S: Store + ?Sized>(
     body
 }
 
+/// Reads `key` the way a cache does: [`Store::get_now`] when the store answers at once, so
+/// that every check covers that path too, else [`Store::get`].
 async fn get<S: Store + ?Sized>(store: &S, key: &str) -> Vec<StoredEntry> {
-    store.get(key).await.expect("get failed")
+    match store.get_now(key) {
+        Some(result) => result.expect("get_now failed"),
+        None => store.get(key).await.expect("get failed"),
+    }
+}
+
+/// The (variant, seed) pairs of what `get` returns, sorted.
+async fn awaited_seeds<S: Store + ?Sized>(store: &S, key: &str) -> Vec<(VariantId, u64)> {
+    let mut seen: Vec<_> = store
+        .get(key)
+        .await
+        .expect("get failed")
+        .into_iter()
+        .map(|entry| (entry.variant, header_u64(&entry.response, "x-seed")))
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// When a store answers [`Store::get_now`], it answers what [`Store::get`] does: after
+/// commits, a replacement, a removal and an expiry.
+pub async fn get_now_agrees_with_get<H: Harness>(harness: &H) {
+    let store = harness.new_store(Limits::default());
+    if store.get_now(KEY).is_none() {
+        return;
+    }
+    assert!(get(&store, KEY).await.is_empty());
+    put_seeded(&store, KEY, Some("en"), 1, 100).await;
+    put_seeded(&store, KEY, Some("fr"), 2, 200).await;
+    put_seeded(&store, KEY, Some("fr"), 3, 300).await;
+    harness.settle(&store);
+    let now = read_verified(&store, KEY).await;
+    assert_eq!(now.iter().map(|s| s.1).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(now, awaited_seeds(&store, KEY).await);
+
+    let english = now[0].0.clone();
+    store.remove(KEY, Some(&english)).await.expect("remove");
+    harness.settle(&store);
+    let now = read_verified(&store, KEY).await;
+    assert_eq!(now.iter().map(|s| s.1).collect::<Vec<_>>(), [3]);
+    assert_eq!(now, awaited_seeds(&store, KEY).await);
+
+    let short = Duration::from_millis(50);
+    let other = "https://example.com/short-lived";
+    put(
+        &store,
+        other,
+        seeded_response(None, 4, 10),
+        &seeded_body(4, 10),
+        10,
+        short,
+    )
+    .await;
+    assert_eq!(read_verified(&store, other).await.len(), 1);
+    tokio::time::sleep(short * 3).await;
+    harness.settle(&store);
+    assert!(
+        get(&store, other).await.is_empty(),
+        "expired entry read at once"
+    );
+    assert!(awaited_seeds(&store, other).await.is_empty());
 }
 
 /// Reads every entry of `key`, checks each body against its `x-seed` / `x-len` metadata (see

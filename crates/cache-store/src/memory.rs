@@ -271,6 +271,30 @@ impl Inner {
             );
         }
     }
+
+    /// The live variants of `key`, marking it recently used.
+    fn read(&self, key: &str) -> Vec<StoredEntry> {
+        // Under the lock, only what it takes to share the variant list.
+        let Some(variants) = self.lock().map.get(key).cloned() else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let entries: Vec<StoredEntry> = variants
+            .list
+            .iter()
+            .filter(|v| v.expires > now)
+            .map(|v| StoredEntry {
+                variant: v.id.clone(),
+                response: v.response.clone(),
+                body: StoredBody::full(v.body.clone()),
+            })
+            .collect();
+        if entries.is_empty() {
+            // Every variant expired: give the room back now.
+            self.modify(key, |_| {});
+        }
+        entries
+    }
 }
 
 fn expires_after(ttl: Duration) -> Instant {
@@ -282,30 +306,11 @@ fn expires_after(ttl: Duration) -> Instant {
 
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
-        // Read under the lock only what it takes to share the variant list.
-        let variants = self.inner.lock().map.get(key).cloned();
-        let entries = match variants {
-            None => Vec::new(),
-            Some(variants) => {
-                let now = Instant::now();
-                let entries: Vec<StoredEntry> = variants
-                    .list
-                    .iter()
-                    .filter(|v| v.expires > now)
-                    .map(|v| StoredEntry {
-                        variant: v.id.clone(),
-                        response: v.response.clone(),
-                        body: StoredBody::full(v.body.clone()),
-                    })
-                    .collect();
-                if entries.is_empty() {
-                    // Every variant expired: give the room back now.
-                    self.inner.modify(key, |_| {});
-                }
-                entries
-            }
-        };
-        Box::pin(std::future::ready(Ok(entries)))
+        Box::pin(std::future::ready(Ok(self.inner.read(key))))
+    }
+
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+        Some(Ok(self.inner.read(key)))
     }
 
     fn begin<'a>(

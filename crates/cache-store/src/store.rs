@@ -183,6 +183,24 @@ pub trait Store: Send + Sync + 'static {
     /// are left out (and may be deleted), not reported as errors.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>>;
 
+    /// What [`get`](Store::get) would return, when the store can tell without waiting (it
+    /// holds its entries in memory); `None` when it cannot, and the caller awaits `get`.
+    ///
+    /// A cache calls this first, so that a hit from memory costs no boxed future and no task
+    /// wake-up. The default says `None`: a backend that does IO need not implement it.
+    ///
+    /// ```
+    /// use cache_store::{MemoryStore, Store};
+    ///
+    /// let store = MemoryStore::default();
+    /// let entries = store.get_now("https://example.com/").expect("answers at once");
+    /// assert!(entries.expect("a memory store does not fail").is_empty());
+    /// ```
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+        let _ = key;
+        None
+    }
+
     /// Starts writing a new variant of `key`. Its [`VariantId`] is
     /// [`VariantId::of(&response)`](VariantId::of).
     ///
@@ -241,6 +259,10 @@ pub trait EntryWriter: Send {
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
         (**self).get(key)
+    }
+
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+        (**self).get_now(key)
     }
 
     fn begin<'a>(

@@ -52,6 +52,22 @@ impl<'a> From<&'a OwnedHead> for RequestHead<'a> {
     }
 }
 
+/// A request on its way to the origin, with what the cache decided for it.
+struct Forward<ReqB> {
+    request: Request<ReqB>,
+    context: Keyed,
+    trip: Trip,
+    /// Whether to join the requests for the same key already at the origin.
+    coalesce: bool,
+}
+
+/// What [`Exchange::decide`] settled: an answer from the store, or a trip to the origin.
+enum Next<ReqB, ResB> {
+    Respond(Response<CacheBody<ResB>>),
+    /// Boxed: it is three times the size of a response, and it goes into a boxed future anyway.
+    Forward(Box<Forward<ReqB>>),
+}
+
 /// One request's trip through the cache.
 pub(crate) struct Exchange<S, ReqB, ResB> {
     shared: Arc<Shared>,
@@ -80,6 +96,22 @@ struct Keyed {
     /// [`BodyKeyLayer`](crate::BodyKeyLayer) derives from the body). A POST response is never
     /// reused for a POST with another body.
     cacheable: bool,
+}
+
+impl Keyed {
+    /// Whether the store is read for this request: a cacheable request whose mode does not
+    /// skip the stored responses.
+    fn reads_cache(&self) -> bool {
+        self.cacheable && !matches!(self.mode, CacheMode::NoStore | CacheMode::Reload)
+    }
+}
+
+/// The candidates a store read gave; a failing store is an empty cache.
+fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEntry> {
+    read.unwrap_or_else(|error| {
+        log::store_error("get", &error);
+        Vec::new()
+    })
 }
 
 impl<S, ReqB, ResB> Exchange<S, ReqB, ResB>
@@ -130,6 +162,10 @@ where
             && (matches!(*request.method(), Method::GET | Method::HEAD) || explicit_key.is_some());
         let key = match explicit_key {
             Some(CacheKey(key)) => Some(key.clone()),
+            // Client side: the URI is already absolute, no need to rebuild it.
+            None if request.uri().scheme().is_some() && request.uri().authority().is_some() => {
+                Some(self.shared.key_for(request.uri()))
+            }
             None => {
                 effective_uri(request.uri(), request.headers()).map(|uri| self.shared.key_for(&uri))
             }
@@ -147,7 +183,20 @@ where
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
             cacheable,
         };
-        ResponseFuture::new(self.lookup(request, context, true))
+        // A store that answers at once (memory) lets a hit be answered here, without a boxed
+        // future; anything else takes the asynchronous path.
+        let read_now = if context.reads_cache() {
+            self.shared.store.get_now(&context.key)
+        } else {
+            Some(Ok(Vec::new()))
+        };
+        match read_now {
+            Some(read) => match self.decide(request, context, candidates_or_log(read), true) {
+                Next::Respond(response) => ResponseFuture::ready(response),
+                Next::Forward(forward) => ResponseFuture::new(self.go_to_origin(forward)),
+            },
+            None => ResponseFuture::new(self.lookup(request, context, true)),
+        }
     }
 
     fn lookup_policy(&self, mode: CacheMode) -> &CachePolicy {
@@ -168,25 +217,43 @@ where
 
     /// Reads the candidates for the key; a failing store is an empty cache.
     async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
-        self.shared.store.get(key).await.unwrap_or_else(|error| {
-            log::store_error("get", &error);
-            Vec::new()
-        })
+        let read = match self.shared.store.get_now(key) {
+            Some(read) => read,
+            None => self.shared.store.get(key).await,
+        };
+        candidates_or_log(read)
     }
 
+    /// Reads the store, then answers or goes to the origin as [`decide`](Self::decide) says.
     async fn lookup(
         self,
         request: Request<ReqB>,
         context: Keyed,
         may_coalesce: bool,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
-        let cacheable = context.cacheable;
-        let mut candidates = if reads_cache && cacheable {
+        let candidates = if context.reads_cache() {
             self.candidates(&context.key).await
         } else {
             Vec::new()
         };
+        match self.decide(request, context, candidates, may_coalesce) {
+            Next::Respond(response) => Ok(response),
+            // Boxed: the future of a hit does not carry the origin path.
+            Next::Forward(forward) => Box::pin(self.go_to_origin(forward)).await,
+        }
+    }
+
+    /// Asks the policy what to do with `request` given the stored `candidates`, and answers
+    /// from the store when it can: everything up to the origin, without waiting.
+    fn decide(
+        &self,
+        request: Request<ReqB>,
+        context: Keyed,
+        mut candidates: Vec<StoredEntry>,
+        may_coalesce: bool,
+    ) -> Next<ReqB, ResB> {
+        let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
+        let cacheable = context.cacheable;
         let now = self.now();
         let lookup = if !cacheable {
             Lookup::Forward(cache_policy::ForwardReason::Method)
@@ -205,7 +272,7 @@ where
         let (revalidation, fwd, coalesce) = match lookup {
             Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                return Ok(self.serve_stored(serve, &mut candidates, &method, status));
+                return Next::Respond(self.serve_stored(serve, &mut candidates, &method, status));
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -224,16 +291,23 @@ where
                     Some(revalidation) if !forcing => {
                         let response = self.serve_stored(serve, &mut candidates, &method, status);
                         self.revalidate_in_background(request, context, candidates, revalidation);
-                        return Ok(response);
+                        return Next::Respond(response);
                     }
-                    _ => return Ok(self.serve_stored(serve, &mut candidates, &method, status)),
+                    _ => {
+                        return Next::Respond(self.serve_stored(
+                            serve,
+                            &mut candidates,
+                            &method,
+                            status,
+                        ))
+                    }
                 }
             }
-            Lookup::GatewayTimeout => return Ok(self.gateway_timeout(&context)),
+            Lookup::GatewayTimeout => return Next::Respond(self.gateway_timeout(&context)),
             Lookup::Revalidate(_) | Lookup::Forward(_)
                 if context.mode == CacheMode::OnlyIfCached =>
             {
-                return Ok(self.gateway_timeout(&context));
+                return Next::Respond(self.gateway_timeout(&context));
             }
             // Force-cache found nothing usable: a plain request, stored by the usual rules.
             Lookup::Revalidate(revalidation) if forcing => {
@@ -251,25 +325,31 @@ where
             Lookup::Forward(_) => (None, "request", false),
             _ => (None, "miss", false),
         };
-        let trip = Trip {
-            candidates,
-            revalidation,
-            leader: None,
-            fwd,
-        };
-        // Boxed: the future of a hit does not carry the origin path.
-        Box::pin(self.go_to_origin(request, context, trip, coalesce && may_coalesce)).await
+        Next::Forward(Box::new(Forward {
+            request,
+            context,
+            trip: Trip {
+                candidates,
+                revalidation,
+                leader: None,
+                fwd,
+            },
+            coalesce: coalesce && may_coalesce,
+        }))
     }
 
     /// Goes to the origin, first joining the requests for the same key already there when
     /// `coalesce` is set.
     async fn go_to_origin(
         self,
-        request: Request<ReqB>,
-        context: Keyed,
-        mut trip: Trip,
-        coalesce: bool,
+        forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let Forward {
+            request,
+            context,
+            mut trip,
+            coalesce,
+        } = *forward;
         if coalesce {
             match self.coalesce(&context).await {
                 Ok(leader) => trip.leader = leader,
