@@ -94,23 +94,32 @@ struct Lru {
 
 impl Lru {
     /// Puts the variants of `key`, then evicts least recently used keys while over `capacity`.
-    fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) {
+    /// Returns what it took out, for the caller to drop once the lock is released: freeing
+    /// entries is the slow part of an eviction.
+    fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) -> Vec<Arc<Variants>> {
+        let mut removed = Vec::new();
         self.weight += variants.weight(&key);
         if let Some(old) = self.map.put(key.clone(), variants) {
             self.weight -= old.weight(&key);
+            removed.push(old);
         }
         while self.weight > capacity {
             match self.map.pop_lru() {
-                Some((key, evicted)) => self.weight -= evicted.weight(&key),
+                Some((key, evicted)) => {
+                    self.weight -= evicted.weight(&key);
+                    removed.push(evicted);
+                }
                 None => break,
             }
         }
+        removed
     }
 
-    fn remove(&mut self, key: &str) {
-        if let Some(removed) = self.map.pop(key) {
-            self.weight -= removed.weight(key);
-        }
+    /// Takes the variants of `key` out, for the caller to drop once the lock is released.
+    fn remove(&mut self, key: &str) -> Option<Arc<Variants>> {
+        let removed = self.map.pop(key)?;
+        self.weight -= removed.weight(key);
+        Some(removed)
     }
 }
 
@@ -261,15 +270,17 @@ impl Inner {
             .map(|v| v.list.iter().filter(|v| v.expires > now).cloned().collect())
             .unwrap_or_default();
         change(&mut list);
-        if list.is_empty() {
-            lru.remove(key);
+        let removed = if list.is_empty() {
+            lru.remove(key).into_iter().collect()
         } else {
             lru.put(
                 Arc::from(key),
                 Arc::new(Variants { list }),
                 self.max_capacity,
-            );
-        }
+            )
+        };
+        drop(lru);
+        drop(removed);
     }
 
     /// The live variants of `key`, marking it recently used.
@@ -370,7 +381,10 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             match variant {
-                None => self.inner.lock().remove(key),
+                None => {
+                    let removed = self.inner.lock().remove(key);
+                    drop(removed);
+                }
                 Some(variant) => self
                     .inner
                     .modify(key, |list| list.retain(|v| v.id != *variant)),
@@ -382,8 +396,10 @@ impl Store for MemoryStore {
     fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut lru = self.inner.lock();
-            lru.map.clear();
+            let entries = std::mem::replace(&mut lru.map, LruCache::unbounded());
             lru.weight = 0;
+            drop(lru);
+            drop(entries);
             Ok(())
         })
     }

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 /// The keys with a request at the origin.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    keys: Mutex<HashMap<String, watch::Receiver<()>>>,
+    keys: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
 }
 
 /// Held by the request that goes to the origin. Dropping it (when its response is stored, or
@@ -18,7 +18,7 @@ pub(crate) struct InFlight {
 #[derive(Debug)]
 pub(crate) struct Leader {
     in_flight: Arc<InFlight>,
-    key: String,
+    key: Arc<str>,
     _done: watch::Sender<()>,
 }
 
@@ -40,16 +40,16 @@ pub(crate) enum Role {
 
 impl InFlight {
     /// Becomes the leader for `key`, or a follower of the current leader.
-    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Role {
+    pub(crate) fn join(self: &Arc<Self>, key: &Arc<str>) -> Role {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(receiver) = keys.get(key) {
             return Role::Follower(receiver.clone());
         }
         let (sender, receiver) = watch::channel(());
-        keys.insert(key.to_owned(), receiver);
+        keys.insert(key.clone(), receiver);
         Role::Leader(Leader {
             in_flight: self.clone(),
-            key: key.to_owned(),
+            key: key.clone(),
             _done: sender,
         })
     }
