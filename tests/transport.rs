@@ -14,7 +14,7 @@ use cache_workspace::answer::Answer;
 use cache_workspace::origin::{self, full, Origin};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_cache::store::{
     BoxFuture, EntryWriter, StoreError, StoredEntry, StoredResponse, VariantId, WriteOptions,
 };
@@ -77,6 +77,121 @@ async fn a_non_clone_inner_service_behind_a_concurrency_limit_keeps_its_readines
         assert_eq!(task.await.expect("task"), "counted");
     }
     assert!(calls.load(Ordering::SeqCst) >= 4);
+}
+
+/// An inner service whose readiness is a permit, as tower's `ConcurrencyLimit` hands out: it is
+/// granted while the gate is open, kept until a call uses it, and `call` without it is a
+/// contract breach.
+struct Gate {
+    state: Arc<GateState>,
+    reserved: bool,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: std::sync::atomic::AtomicBool,
+    failing: std::sync::atomic::AtomicBool,
+    grants: AtomicUsize,
+    calls: AtomicUsize,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+#[derive(Debug, PartialEq)]
+struct GateClosedForGood;
+
+impl Service<Request<Full<Bytes>>> for Gate {
+    type Response = Response<Full<Bytes>>;
+    type Error = GateClosedForGood;
+    type Future = std::future::Ready<Result<Self::Response, GateClosedForGood>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GateClosedForGood>> {
+        if self.state.failing.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(GateClosedForGood));
+        }
+        if !self.reserved {
+            if !self.state.open.load(Ordering::SeqCst) {
+                *self.state.waker.lock().expect("waker") = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.reserved = true;
+            self.state.grants.fetch_add(1, Ordering::SeqCst);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+        assert!(self.reserved, "call without a reserved permit");
+        self.reserved = false;
+        self.state.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(Full::new(Bytes::from_static(b"through the gate")))
+            .expect("response")))
+    }
+}
+
+fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
+}
+
+fn gate_request(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://example.test{path}"))
+        .body(Full::default())
+        .expect("request")
+}
+
+/// tower's readiness contract: `poll_ready` forwards the inner service's backpressure and
+/// errors, and the readiness it reserves is the one the next origin call uses; a hit leaves it
+/// in place instead of wasting it.
+#[tokio::test]
+async fn poll_ready_forwards_the_inner_readiness_and_a_hit_keeps_the_reservation() {
+    let state = Arc::new(GateState::default());
+    let mut service = CacheLayer::new(tower_http_cache::MemoryStore::default()).layer(Gate {
+        state: state.clone(),
+        reserved: false,
+    });
+    let mut ready = std::future::poll_fn(|cx| service.poll_ready(cx));
+    assert!(
+        poll_once(&mut ready).is_pending(),
+        "the origin is not ready"
+    );
+    state.open.store(true, Ordering::SeqCst);
+    if let Some(waker) = state.waker.lock().expect("waker").take() {
+        waker.wake();
+    }
+    assert_eq!(poll_once(&mut ready), Poll::Ready(Ok(())));
+    assert_eq!(state.grants.load(Ordering::SeqCst), 1);
+
+    // A miss: the origin call uses the permit reserved above.
+    let answer = Answer::read(service.call(gate_request("/a")).await.expect("miss")).await;
+    assert_eq!(answer.cache.outcome, CacheOutcome::Miss);
+    assert_eq!(state.calls.load(Ordering::SeqCst), 1);
+
+    // Ready again (a new permit), then a hit: the permit is kept, not used.
+    service.ready().await.expect("ready");
+    assert_eq!(state.grants.load(Ordering::SeqCst), 2);
+    let answer = Answer::read(service.call(gate_request("/a")).await.expect("hit")).await;
+    assert_eq!(answer.cache.outcome, CacheOutcome::Hit);
+    assert_eq!(state.calls.load(Ordering::SeqCst), 1);
+
+    // The next miss goes out on that same permit: no new grant.
+    service.ready().await.expect("ready");
+    let answer = Answer::read(service.call(gate_request("/b")).await.expect("miss")).await;
+    assert_eq!(answer.cache.outcome, CacheOutcome::Miss);
+    assert_eq!(state.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(state.grants.load(Ordering::SeqCst), 2);
+
+    // The inner service's readiness error comes back as its own type.
+    state.failing.store(true, Ordering::SeqCst);
+    assert_eq!(service.ready().await.err(), Some(GateClosedForGood));
+}
+
+/// `CacheService` can be shared across threads and held by frameworks that require `Sync`
+/// services.
+#[test]
+fn the_service_is_send_sync_and_clone() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    assert_traits::<tower_http_cache::CacheService<origin::LegacyClient>>();
 }
 
 /// A store that is down: every operation fails.

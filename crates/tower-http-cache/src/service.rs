@@ -2,13 +2,16 @@
 //! [`Exchange`](crate::exchange::Exchange).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
 use http::{Request, Response};
 use http_body::Body;
-use tokio::sync::Mutex;
+use sync_wrapper::SyncWrapper;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tower_service::Service;
 
 use crate::exchange::Exchange;
@@ -22,20 +25,41 @@ use crate::{CacheBody, ResponseFuture};
 ///
 /// # Readiness
 ///
-/// `poll_ready` is always ready: a request served from the cache never waits for the origin.
-/// When a request does go to the origin, its future waits for the inner service's
-/// `poll_ready` and calls it right away while holding it (requests queue in order), so the
-/// readiness reserved is exactly the one the call uses, and the inner service needs no `Clone`.
+/// `poll_ready` forwards to the inner service's `poll_ready`: when the origin applies
+/// backpressure (a concurrency limit, a full pool), callers see it, and an error from the inner
+/// `poll_ready` is returned as it is. The readiness reserved stays with the inner service until
+/// a request goes to the origin: the next origin call uses it, and a request answered from the
+/// cache leaves it in place rather than wasting it.
+///
+/// The inner service needs no `Clone`: clones and response futures share it behind an
+/// asynchronous mutex, taken only to poll its readiness and call it, never across the
+/// origin's response. One waiter at a time polls the inner service, so none of them loses its
+/// wake-up.
 pub struct CacheService<S> {
     inner: Arc<Mutex<S>>,
     shared: Arc<Shared>,
+    /// Where this handle's `poll_ready` stands.
+    readiness: Readiness<S>,
+}
+
+/// Waits for the inner service's lock. Only ever used through `&mut`, so it can be `Sync`.
+type Locking<S> = SyncWrapper<Pin<Box<dyn Future<Output = OwnedMutexGuard<S>> + Send>>>;
+
+/// The steps of [`CacheService::poll_ready`]: take the inner service, then wait for it to be
+/// ready while holding it.
+enum Readiness<S> {
+    Idle,
+    Locking(Locking<S>),
+    Polling(OwnedMutexGuard<S>),
 }
 
 impl<S> Clone for CacheService<S> {
     fn clone(&self) -> Self {
+        // A clone has reserved nothing yet (tower's rule for cloned services).
         CacheService {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            readiness: Readiness::Idle,
         }
     }
 }
@@ -51,6 +75,7 @@ impl<S> CacheService<S> {
         CacheService {
             inner: Arc::new(Mutex::new(inner)),
             shared,
+            readiness: Readiness::Idle,
         }
     }
 }
@@ -69,8 +94,30 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<ResB, S::Error>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        loop {
+            match &mut self.readiness {
+                Readiness::Idle => {
+                    self.readiness = match self.inner.clone().try_lock_owned() {
+                        Ok(guard) => Readiness::Polling(guard),
+                        Err(_) => Readiness::Locking(SyncWrapper::new(Box::pin(
+                            self.inner.clone().lock_owned(),
+                        ))),
+                    };
+                }
+                Readiness::Locking(locking) => {
+                    let guard = ready!(locking.get_mut().as_mut().poll(cx));
+                    self.readiness = Readiness::Polling(guard);
+                }
+                Readiness::Polling(inner) => {
+                    // Held while the inner service is not ready, so that it has one waiter.
+                    let result = ready!(inner.poll_ready(cx));
+                    // Released once it is: the reservation stays with the inner service.
+                    self.readiness = Readiness::Idle;
+                    return Poll::Ready(result);
+                }
+            }
+        }
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
