@@ -160,8 +160,8 @@ where
             .cacheable_methods
             .contains(request.method())
             && (matches!(*request.method(), Method::GET | Method::HEAD) || explicit_key.is_some());
-        let key = match explicit_key {
-            Some(CacheKey(key)) => Some(key.clone()),
+        let key: Option<Arc<str>> = match explicit_key {
+            Some(CacheKey(key)) => Some(key.as_str().into()),
             // Client side: the URI is already absolute, no need to rebuild it.
             None if request.uri().scheme().is_some() && request.uri().authority().is_some() => {
                 Some(self.shared.key_for(request.uri()))
@@ -178,7 +178,7 @@ where
             });
         };
         let context = Keyed {
-            key: key.into(),
+            key,
             mode,
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
             cacheable,

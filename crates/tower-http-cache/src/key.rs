@@ -1,7 +1,9 @@
 //! Primary cache keys (RFC 9111 §2: "the request method and target URI", where the method
 //! part is handled by the policy, which knows which stored methods answer which requests).
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use http::Uri;
 
@@ -23,8 +25,30 @@ use http::Uri;
 /// );
 /// ```
 pub fn default_key(uri: &Uri) -> String {
+    let mut key = String::new();
+    write_default_key(uri, &mut key);
+    key
+}
+
+/// [`default_key`] as the shared string a request's cache status carries, built in a
+/// per-thread buffer so that the key costs one allocation.
+pub(crate) fn shared_default_key(uri: &Uri) -> Arc<str> {
+    thread_local! {
+        static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            write_default_key(uri, &mut buffer);
+            Arc::from(buffer.as_str())
+        }
+        // Only reachable from a key function that itself computes a default key.
+        Err(_) => Arc::from(default_key(uri)),
+    })
+}
+
+fn write_default_key(uri: &Uri, key: &mut String) {
     let scheme = uri.scheme_str().unwrap_or("http");
-    let host = uri.host().unwrap_or_default();
     let default_port = if scheme.eq_ignore_ascii_case("https") {
         Some(443)
     } else if scheme.eq_ignore_ascii_case("http") {
@@ -32,24 +56,36 @@ pub fn default_key(uri: &Uri) -> String {
     } else {
         None
     };
-    let path = uri.path();
-    let query = uri.query();
-    let mut key = String::with_capacity(
-        scheme.len() + host.len() + path.len() + query.map_or(0, |q| q.len() + 1) + 10,
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    key.reserve(
+        scheme.len() + 3 + uri.authority().map_or(0, |a| a.as_str().len()) + path_and_query.len(),
     );
-    push_lowercase(&mut key, scheme);
+    push_lowercase(key, scheme);
     key.push_str("://");
-    push_lowercase(&mut key, host);
-    if let Some(port) = uri.port_u16().filter(|p| Some(*p) != default_port) {
-        // Writing into the key allocates nothing more.
-        let _ = write!(key, ":{port}");
+    match uri.authority() {
+        // The common authority, `host[:port]` without user information, is written as it is,
+        // minus a default port.
+        Some(authority) if !authority.as_str().contains('@') => {
+            let port = authority.port_u16();
+            let host_and_port = authority.as_str();
+            let written = if port.is_some() && port == default_port {
+                host_and_port
+                    .rsplit_once(':')
+                    .map_or(host_and_port, |(host, _)| host)
+            } else {
+                host_and_port
+            };
+            push_lowercase(key, written);
+        }
+        _ => {
+            push_lowercase(key, uri.host().unwrap_or_default());
+            if let Some(port) = uri.port_u16().filter(|p| Some(*p) != default_port) {
+                // Writing into the key allocates nothing more.
+                let _ = write!(key, ":{port}");
+            }
+        }
     }
-    key.push_str(path);
-    if let Some(query) = query {
-        key.push('?');
-        key.push_str(query);
-    }
-    key
+    key.push_str(path_and_query);
 }
 
 /// Appends `s` in ASCII lowercase (schemes and hosts compare case-insensitively, RFC 3986
@@ -58,4 +94,35 @@ fn push_lowercase(key: &mut String, s: &str) {
     let start = key.len();
     key.push_str(s);
     key[start..].make_ascii_lowercase();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_key_normalizes_scheme_host_and_default_port() {
+        for (uri, key) in [
+            (
+                "HTTP://Example.COM:80/a/b?q=1",
+                "http://example.com/a/b?q=1",
+            ),
+            ("http://example.com", "http://example.com/"),
+            ("https://example.com:443/x", "https://example.com/x"),
+            ("https://example.com:8443/", "https://example.com:8443/"),
+            ("http://example.com:443/", "http://example.com:443/"),
+            (
+                "http://user:pw@Example.com:80/p?Q=A",
+                "http://example.com/p?Q=A",
+            ),
+            ("http://user@example.com:8080/", "http://example.com:8080/"),
+            ("http://[::1]:80/v6", "http://[::1]/v6"),
+            ("http://[::1]:8080/v6", "http://[::1]:8080/v6"),
+            ("http://127.0.0.1:3000/?", "http://127.0.0.1:3000/?"),
+        ] {
+            let uri = Uri::try_from(uri).expect("uri");
+            assert_eq!(default_key(&uri), key, "{uri}");
+            assert_eq!(&*shared_default_key(&uri), key, "{uri}");
+        }
+    }
 }

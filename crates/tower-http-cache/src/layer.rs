@@ -104,10 +104,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn key_for(&self, uri: &Uri) -> String {
+    pub(crate) fn key_for(&self, uri: &Uri) -> Arc<str> {
         match &self.key_fn {
-            Some(key_fn) => key_fn(uri),
-            None => crate::default_key(uri),
+            Some(key_fn) => key_fn(uri).into(),
+            None => crate::key::shared_default_key(uri),
         }
     }
 }
