@@ -291,6 +291,25 @@ async fn rfc9111_5_2_1_7_only_if_cached_answers_504_without_the_origin() {
         .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(h.origin.hits(), 1);
+
+    // Requests the cache never answers from storage (a range, a POST) get the 504 too: the
+    // client said not to contact the origin.
+    let ranged = h
+        .send(
+            h.request("GET", "/nothing")
+                .header("cache-control", "only-if-cached")
+                .header("range", "bytes=0-0"),
+        )
+        .await;
+    assert_eq!(ranged.status, StatusCode::GATEWAY_TIMEOUT);
+    let post = h
+        .send(
+            h.request("POST", "/nothing")
+                .header("cache-control", "only-if-cached"),
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(h.origin.hits(), 1);
 }
 
 #[tokio::test]

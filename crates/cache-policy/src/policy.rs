@@ -389,21 +389,29 @@ impl CachePolicy {
         now: SystemTime,
     ) -> Lookup {
         let request = request.into();
-        if !self.options.cacheable_methods.contains(request.method) {
-            return Lookup::Forward(ForwardReason::Method);
-        }
         let scan = RequestScan::new(request.headers);
-        if scan.range {
-            return Lookup::Forward(ForwardReason::Range);
-        }
-        if scan.precondition {
-            return Lookup::Forward(ForwardReason::Precondition);
-        }
         let request_cc = if scan.directives {
             self.request_directives(request.headers)
         } else {
             RequestDirectives::default()
         };
+        let unanswerable = if !self.options.cacheable_methods.contains(request.method) {
+            Some(ForwardReason::Method)
+        } else if scan.range {
+            Some(ForwardReason::Range)
+        } else if scan.precondition {
+            Some(ForwardReason::Precondition)
+        } else {
+            None
+        };
+        if let Some(reason) = unanswerable {
+            // §5.2.1.7: a client that wants only a stored response gets one or a 504, never a
+            // trip to the origin, even for a request the cache cannot answer itself.
+            if request_cc.only_if_cached {
+                return Lookup::GatewayTimeout;
+            }
+            return Lookup::Forward(reason);
+        }
         let (selected, any_method_match) = self.select(request, candidates);
         let Some((index, stored)) = selected else {
             if request_cc.only_if_cached {

@@ -106,6 +106,12 @@ impl Keyed {
     }
 }
 
+/// Whether the request's `Cache-Control` carries `only-if-cached`.
+fn only_if_cached(headers: &HeaderMap) -> bool {
+    headers.contains_key(CACHE_CONTROL)
+        && cache_policy::RequestDirectives::from_headers(headers).only_if_cached
+}
+
 /// The candidates a store read gave; a failing store is an empty cache.
 fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEntry> {
     read.unwrap_or_else(|error| {
@@ -255,11 +261,14 @@ where
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
         let cacheable = context.cacheable;
         let now = self.now();
-        let lookup = if !cacheable {
-            Lookup::Forward(cache_policy::ForwardReason::Method)
-        } else if reads_cache {
+        let lookup = if cacheable && reads_cache {
             self.lookup_policy(context.mode)
                 .lookup(&request, &candidates, now)
+        } else if only_if_cached(request.headers()) {
+            // RFC 9111 §5.2.1.7: not even a request the cache cannot answer goes to the origin.
+            Lookup::GatewayTimeout
+        } else if !cacheable {
+            Lookup::Forward(cache_policy::ForwardReason::Method)
         } else {
             Lookup::Forward(cache_policy::ForwardReason::UriMiss)
         };

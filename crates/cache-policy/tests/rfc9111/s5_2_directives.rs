@@ -238,6 +238,32 @@ fn rfc9111_5_2_1_7_only_if_cached() {
     );
 }
 
+/// §5.2.1.7: "respond with either a stored response ... or a 504": requests the cache never
+/// answers from storage (a range, a precondition, a method it does not cache) get the 504
+/// instead of a trip to the origin.
+#[test]
+fn rfc9111_5_2_1_7_only_if_cached_never_forwards() {
+    let stored = stored("max-age=100");
+    for extra in [("range", "bytes=0-9"), ("if-match", "\"v1\"")] {
+        let plain = get(&[extra]);
+        assert_ne!(kind(&private().lookup(&plain, &stored, at(1))), "504");
+        let only_cached = get(&[("cache-control", "only-if-cached"), extra]);
+        assert_eq!(
+            kind(&private().lookup(&only_cached, &stored, at(1))),
+            "504",
+            "{extra:?}"
+        );
+    }
+    let post = req(
+        "POST",
+        "http://example.com/r",
+        &[("cache-control", "only-if-cached")],
+    );
+    assert_eq!(kind(&private().lookup(&post, NONE, at(0))), "504");
+    let plain_post = req("POST", "http://example.com/r", &[]);
+    assert_ne!(kind(&private().lookup(&plain_post, NONE, at(0))), "504");
+}
+
 #[test]
 fn rfc9111_5_2_2_1_response_max_age() {
     assert_eq!(response_cc("max-age=5").max_age, Some(5));
