@@ -104,7 +104,10 @@ async fn hit_now<S: Store>(store: &S) -> usize {
 }
 
 async fn put<S: Store>(store: &S, body: &Bytes) {
-    let mut writer = store.begin(KEY, response(), OPTIONS).await.expect("begin");
+    let mut writer = store
+        .begin(KEY, response().into(), OPTIONS)
+        .await
+        .expect("begin");
     writer.write(body.clone()).expect("write");
     writer.commit().await.expect("commit");
 }

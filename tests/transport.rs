@@ -16,7 +16,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_cache::store::{
-    BoxFuture, EntryWriter, StoreError, StoredEntry, StoredResponse, VariantId, WriteOptions,
+    BoxFuture, EntryWriter, ParsedResponse, StoreError, StoredEntry, VariantId, WriteOptions,
 };
 use tower_http_cache::{CacheLayer, CacheOutcome, FsStore, Store};
 
@@ -208,7 +208,7 @@ impl Store for DownStore {
     fn begin<'a>(
         &'a self,
         _: &'a str,
-        _: StoredResponse,
+        _: ParsedResponse,
         _: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         Box::pin(async { down() })
@@ -217,7 +217,7 @@ impl Store for DownStore {
         &'a self,
         _: &'a str,
         _: &'a VariantId,
-        _: StoredResponse,
+        _: ParsedResponse,
         _: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { down() })

@@ -28,7 +28,7 @@ use http::{HeaderMap, StatusCode, Uri};
 
 use crate::directives::DELTA_SECONDS_MAX;
 
-use crate::{Freshness, StoredResponse};
+use crate::{Freshness, ParsedResponse, StoredResponse};
 
 /// A stored response chosen to answer the request.
 ///
@@ -272,8 +272,9 @@ pub enum Lookup {
 pub struct Update {
     /// The index of the candidate to update.
     pub index: usize,
-    /// The new metadata: merged header lines and the new request and response times.
-    pub entry: StoredResponse,
+    /// The new metadata: merged header lines and the new request and response times, parsed
+    /// (it dereferences to the [`StoredResponse`](crate::StoredResponse)).
+    pub entry: ParsedResponse,
     /// The new physical TTL of the entry.
     pub ttl: Duration,
 }
@@ -340,8 +341,9 @@ impl NotStorable {
 pub enum ResponseAction {
     /// §3: store the response (with these header lines and times) and serve it as received.
     Store {
-        /// The metadata to store beside the body.
-        entry: StoredResponse,
+        /// The metadata to store beside the body, parsed (it dereferences to the
+        /// [`StoredResponse`](crate::StoredResponse); stores keep it as it is).
+        entry: ParsedResponse,
         /// The physical TTL: freshness left, plus the stale windows, plus the time a response
         /// with validators is kept for revalidation. Zero means storing is pointless.
         ttl: Duration,

@@ -6,6 +6,7 @@ use http::header::{AGE, DATE, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::directives::{ResponseDirectives, DELTA_SECONDS_MAX};
+use crate::parsed::Facts;
 use crate::{PolicyOptions, StoredResponse};
 
 /// Where a response's freshness lifetime came from.
@@ -168,34 +169,13 @@ pub(crate) fn age_value(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(value.min(DELTA_SECONDS_MAX)))
 }
 
-fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+pub(crate) fn since(later: SystemTime, earlier: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or(Duration::ZERO)
-}
-
-/// RFC 9111 §4.2.3: `current_age` of a stored response at `now`.
-///
-/// ```text
-/// apparent_age = max(0, response_time - date_value)
-/// response_delay = response_time - request_time
-/// corrected_age_value = age_value + response_delay
-/// corrected_initial_age = max(apparent_age, corrected_age_value)
-/// resident_time = now - response_time
-/// current_age = corrected_initial_age + resident_time
-/// ```
-pub(crate) fn current_age(stored: &StoredResponse, now: SystemTime) -> Duration {
-    let apparent_age = since(stored.response_time, date_value(stored));
-    let response_delay = since(stored.response_time, stored.request_time);
-    let corrected_age_value = age_value(&stored.headers)
-        .unwrap_or(Duration::ZERO)
-        .saturating_add(response_delay);
-    let corrected_initial_age = apparent_age.max(corrected_age_value);
-    let resident_time = since(now, stored.response_time);
-    corrected_initial_age.saturating_add(resident_time)
 }
 
 /// RFC 9111 §5.3: the lifetime given by `Expires`, if present. Several differing `Expires`
 /// lines or an invalid date (such as `0`) mean "already expired" (§4.2.1, §5.3).
-fn expires_lifetime(headers: &HeaderMap, date: SystemTime) -> Option<Duration> {
+pub(crate) fn expires_lifetime(headers: &HeaderMap, date: SystemTime) -> Option<Duration> {
     let mut lines = headers.get_all(EXPIRES).iter();
     let first = lines.next()?;
     if lines.any(|other| other != first) {
@@ -206,8 +186,8 @@ fn expires_lifetime(headers: &HeaderMap, date: SystemTime) -> Option<Duration> {
 
 /// RFC 9111 §4.2.1: explicit freshness, in order of precedence. `use_expires` is false when an
 /// RFC 9213 targeted field replaced `Cache-Control` and `Expires`.
-pub(crate) fn explicit_lifetime(
-    stored: &StoredResponse,
+fn explicit_lifetime(
+    facts: &Facts,
     cc: &ResponseDirectives,
     use_expires: bool,
     shared: bool,
@@ -220,18 +200,17 @@ pub(crate) fn explicit_lifetime(
     if let Some(s) = cc.max_age {
         return Some((Duration::from_secs(s), FreshnessSource::MaxAge));
     }
-    if use_expires {
-        if let Some(lifetime) = expires_lifetime(&stored.headers, date_value(stored)) {
-            return Some((lifetime, FreshnessSource::Expires));
-        }
+    match facts.expires {
+        Some(lifetime) if use_expires => Some((lifetime, FreshnessSource::Expires)),
+        _ => None,
     }
-    None
 }
 
 /// RFC 9111 §4.2.2: a heuristic lifetime, for heuristically cacheable statuses or responses
 /// marked `public`, from `Last-Modified`.
 fn heuristic_lifetime(
     stored: &StoredResponse,
+    facts: &Facts,
     cc: &ResponseDirectives,
     options: &PolicyOptions,
 ) -> Option<Duration> {
@@ -240,7 +219,7 @@ fn heuristic_lifetime(
         return None;
     }
     let last_modified = parse_date(stored.headers.get(LAST_MODIFIED)?)?;
-    let modified_age = since(date_value(stored), last_modified);
+    let modified_age = since(facts.date, last_modified);
     let fraction = heuristics.fraction.clamp(0.0, 1.0);
     let lifetime = Duration::try_from_secs_f64(modified_age.as_secs_f64() * fraction)
         .unwrap_or(Duration::ZERO);
@@ -248,9 +227,10 @@ fn heuristic_lifetime(
 }
 
 /// The freshness lifetime of a stored response under `options` (§4.2.1, §4.2.2), capped by
-/// `max_ttl`.
+/// `max_ttl`. `cc` and `use_expires` are what [`Facts::directives`] says govern it.
 pub(crate) fn lifetime(
     stored: &StoredResponse,
+    facts: &Facts,
     cc: &ResponseDirectives,
     use_expires: bool,
     options: &PolicyOptions,
@@ -258,11 +238,11 @@ pub(crate) fn lifetime(
     let (lifetime, source) = if let (true, Some(ttl)) = (options.ignore_rules, options.default_ttl)
     {
         (ttl, FreshnessSource::DefaultTtl)
-    } else if let Some(explicit) = explicit_lifetime(stored, cc, use_expires, options.shared) {
+    } else if let Some(explicit) = explicit_lifetime(facts, cc, use_expires, options.shared) {
         explicit
     } else if let Some(ttl) = options.default_ttl {
         (ttl, FreshnessSource::DefaultTtl)
-    } else if let Some(heuristic) = heuristic_lifetime(stored, cc, options) {
+    } else if let Some(heuristic) = heuristic_lifetime(stored, facts, cc, options) {
         (heuristic, FreshnessSource::Heuristic)
     } else {
         (Duration::ZERO, FreshnessSource::None)

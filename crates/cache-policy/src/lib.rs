@@ -55,6 +55,11 @@
 //! assert!(matches!(decision.action, ResponseAction::Refresh { .. }));
 //! ```
 //!
+//! Stored responses reach the policy as anything implementing [`Candidate`]: a plain
+//! [`StoredResponse`], or a [`ParsedResponse`] whose `Cache-Control`, `Date`, `Age` and
+//! `Expires` are parsed once, which is what a store that keeps entries in memory hands out so
+//! that a hit parses nothing.
+//!
 //! Module map, by RFC 9111 section: [`directives`] (§5.2), freshness and age (§4.2), Vary
 //! (§4.1), header storage and update (§3.1, §3.2), validation (§4.3), invalidation (§4.4).
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -65,6 +70,7 @@ pub mod directives;
 mod freshness;
 mod headers;
 mod options;
+mod parsed;
 mod policy;
 mod stored;
 mod uri;
@@ -78,6 +84,7 @@ pub use decision::{
 pub use directives::{FieldScope, MaxStale, RequestDirectives, ResponseDirectives};
 pub use freshness::{Freshness, FreshnessSource};
 pub use options::{Heuristics, PolicyOptions, ServeStale};
+pub use parsed::{Candidate, ParsedResponse};
 pub use policy::{CachePolicy, RequestHead, ResponseHead};
 pub use stored::StoredResponse;
 pub use uri::effective_uri;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderName, AUTHORIZATION};
+use http::header::{self, AUTHORIZATION};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
 use crate::decision::{
@@ -13,11 +13,9 @@ use crate::decision::{
 use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives};
 use crate::freshness::{self, date_value, Freshness};
 use crate::headers::{headers_to_store, http_date, update_stored_headers};
+use crate::parsed::{Candidate, Facts, FactsOf, ParsedResponse};
 use crate::uri::{effective_uri, resolve, same_origin};
 use crate::{validation, vary, PolicyOptions, StoredResponse};
-
-/// The RFC 9213 targeted field for CDNs.
-const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 
 /// How long a stale response with validators is kept so it can be revalidated, at least.
 const REVALIDATION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -189,22 +187,6 @@ impl CachePolicy {
         &self.options
     }
 
-    /// The directives governing a stored or received response, and whether `Expires` counts:
-    /// RFC 9213's `CDN-Cache-Control`, when enabled for a shared cache and valid, replaces
-    /// `Cache-Control` and `Expires`.
-    fn response_directives(&self, headers: &HeaderMap) -> (ResponseDirectives, bool) {
-        if self.options.cdn_cache_control && self.options.shared {
-            let targeted = ResponseDirectives::parse(headers.get_all(CDN_CACHE_CONTROL));
-            if !targeted.is_empty() {
-                return (targeted, false);
-            }
-        }
-        (
-            ResponseDirectives::parse(headers.get_all(header::CACHE_CONTROL)),
-            true,
-        )
-    }
-
     fn request_directives(&self, headers: &HeaderMap) -> RequestDirectives {
         if self.options.ignore_rules {
             // Only the client's refusal to talk to the origin still counts.
@@ -236,21 +218,16 @@ impl CachePolicy {
     /// assert_eq!(freshness.time_to_live(), Duration::from_secs(85));
     /// ```
     pub fn freshness(&self, stored: &StoredResponse, now: SystemTime) -> Freshness {
-        let (cc, use_expires) = self.response_directives(&stored.headers);
-        self.freshness_with(stored, &cc, use_expires, now)
+        self.freshness_of(stored, &Facts::of(stored), now)
     }
 
-    fn freshness_with(
-        &self,
-        stored: &StoredResponse,
-        cc: &ResponseDirectives,
-        use_expires: bool,
-        now: SystemTime,
-    ) -> Freshness {
-        let (lifetime, source) = freshness::lifetime(stored, cc, use_expires, &self.options);
+    /// The freshness of `stored`, whose header values `facts` holds parsed, at `now`.
+    fn freshness_of(&self, stored: &StoredResponse, facts: &Facts, now: SystemTime) -> Freshness {
+        let (cc, use_expires) = facts.directives(&self.options);
+        let (lifetime, source) = freshness::lifetime(stored, facts, cc, use_expires, &self.options);
         Freshness {
             lifetime,
-            age: freshness::current_age(stored, now),
+            age: facts.current_age(stored, now),
             source,
         }
     }
@@ -296,7 +273,7 @@ impl CachePolicy {
     /// The candidate that would answer `request` (RFC 9111 §4.1: same method, matching `Vary`;
     /// the most recent by `Date` when several match), and whether any candidate had a usable
     /// method at all.
-    fn select<'c, C: AsRef<StoredResponse>>(
+    fn select<'c, C: Candidate>(
         &self,
         request: RequestHead<'_>,
         candidates: &'c [C],
@@ -304,7 +281,7 @@ impl CachePolicy {
         let mut any_method_match = false;
         let mut best: Option<(usize, &StoredResponse)> = None;
         for (index, candidate) in candidates.iter().enumerate() {
-            let candidate = candidate.as_ref();
+            let candidate = candidate.stored_response();
             if !method_allows(&candidate.method, request.method) {
                 continue;
             }
@@ -357,7 +334,7 @@ impl CachePolicy {
         }
     }
 
-    fn revalidation<C: AsRef<StoredResponse>>(
+    fn revalidation<C: Candidate>(
         &self,
         request: RequestHead<'_>,
         index: usize,
@@ -368,7 +345,7 @@ impl CachePolicy {
     ) -> Revalidation {
         let usable = candidates
             .iter()
-            .map(AsRef::as_ref)
+            .map(Candidate::stored_response)
             .filter(|c| method_allows(&c.method, request.method));
         Revalidation {
             index,
@@ -382,7 +359,7 @@ impl CachePolicy {
     /// key (`candidates`, in any order; the store's variants) at time `now`.
     ///
     /// The caller serves, revalidates, forwards or answers 504 as the returned [`Lookup`] says.
-    pub fn lookup<'r, C: AsRef<StoredResponse>>(
+    pub fn lookup<'r, C: Candidate>(
         &self,
         request: impl Into<RequestHead<'r>>,
         candidates: &[C],
@@ -424,8 +401,9 @@ impl CachePolicy {
             });
         };
 
-        let (cc, use_expires) = self.response_directives(&stored.headers);
-        let freshness = self.freshness_with(stored, &cc, use_expires, now);
+        let facts = FactsOf::of(&candidates[index]);
+        let (cc, _) = facts.directives(&self.options);
+        let freshness = self.freshness_of(stored, &facts, now);
 
         let must_validate = if cc.no_cache.is_whole() && !self.options.ignore_rules {
             Some(RevalidateReason::ResponseNoCache)
@@ -458,7 +436,7 @@ impl CachePolicy {
             }
             // A fresh response that fails only `min-fresh` is not served stale: the client
             // asked for a fresher one (§5.2.1.3).
-            if !freshness.is_fresh() && !self.forbids_stale(&cc) {
+            if !freshness.is_fresh() && !self.forbids_stale(cc) {
                 let staleness = freshness.staleness();
                 let max_stale_allows = match request_cc.max_stale {
                     Some(MaxStale::Any) => true,
@@ -472,7 +450,7 @@ impl CachePolicy {
                         revalidate: None,
                     };
                 }
-                if staleness < self.stale_while_revalidate(&cc) && !request_cc.only_if_cached {
+                if staleness < self.stale_while_revalidate(cc) && !request_cc.only_if_cached {
                     let revalidate = self.revalidation(
                         request,
                         index,
@@ -506,7 +484,7 @@ impl CachePolicy {
     ///
     /// Call it when the request to the origin failed with a transport error. For 5xx answers
     /// [`after_response`](Self::after_response) makes the same decision.
-    pub fn on_error<'r, C: AsRef<StoredResponse>>(
+    pub fn on_error<'r, C: Candidate>(
         &self,
         request: impl Into<RequestHead<'r>>,
         candidates: &[C],
@@ -519,15 +497,16 @@ impl CachePolicy {
         let (Some((index, stored)), _) = self.select(request, candidates) else {
             return None;
         };
-        let (cc, use_expires) = self.response_directives(&stored.headers);
-        let freshness = self.freshness_with(stored, &cc, use_expires, now);
-        if self.forbids_stale(&cc) {
+        let facts = FactsOf::of(&candidates[index]);
+        let (cc, _) = facts.directives(&self.options);
+        let freshness = self.freshness_of(stored, &facts, now);
+        if self.forbids_stale(cc) {
             return None;
         }
         let request_cc = self.request_directives(request.headers);
         // Strictly inside the window: with no window, a response is never served stale, even
         // at the instant it becomes stale (age == lifetime, staleness 0).
-        if freshness.is_fresh() || freshness.staleness() < self.stale_if_error(&cc, &request_cc) {
+        if freshness.is_fresh() || freshness.staleness() < self.stale_if_error(cc, &request_cc) {
             Some(self.serve_or_not_modified(request, index, stored, freshness))
         } else {
             None
@@ -670,9 +649,9 @@ impl CachePolicy {
         }
         entry.request_time = request_time;
         entry.response_time = response_time;
-        let (cc, use_expires) = self.response_directives(&entry.headers);
-        let freshness = self.freshness_with(&entry, &cc, use_expires, response_time);
-        let ttl = self.ttl(&entry, &cc, freshness);
+        let entry = ParsedResponse::new(entry);
+        let freshness = self.freshness_of(&entry, entry.facts(), response_time);
+        let ttl = self.ttl(&entry, entry.facts().directives(&self.options).0, freshness);
         Update { index, entry, ttl }
     }
 
@@ -682,7 +661,7 @@ impl CachePolicy {
     /// `request` is the client's request as received (without the validators the cache added),
     /// `request_time` and `response_time` bracket the exchange with the origin (§4.2.3), and
     /// `candidates` are the stored responses passed to [`lookup`](Self::lookup).
-    pub fn after_response<'r, 's, C: AsRef<StoredResponse>>(
+    pub fn after_response<'r, 's, C: Candidate>(
         &self,
         request: impl Into<RequestHead<'r>>,
         response: impl Into<ResponseHead<'s>>,
@@ -698,7 +677,7 @@ impl CachePolicy {
         AfterResponse { action, invalidate }
     }
 
-    fn response_action<C: AsRef<StoredResponse>>(
+    fn response_action<C: Candidate>(
         &self,
         request: RequestHead<'_>,
         response: ResponseHead<'_>,
@@ -709,7 +688,7 @@ impl CachePolicy {
         let usable: Vec<(usize, &StoredResponse)> = if is_safe(request.method) {
             candidates
                 .iter()
-                .map(AsRef::as_ref)
+                .map(Candidate::stored_response)
                 .enumerate()
                 .filter(|(_, c)| method_allows(&c.method, request.method))
                 .collect()
@@ -734,29 +713,41 @@ impl CachePolicy {
             return ResponseAction::PassThrough(NotStorable::HeadResponse);
         }
 
+        if !self.options.cacheable_methods.contains(request.method) {
+            return ResponseAction::PassThrough(NotStorable::Method);
+        }
         let request_cc = self.request_directives(request.headers);
-        let (cc, use_expires) = self.response_directives(response.headers);
-        if let Err(reason) = self.storable(request, &request_cc, response, &cc, use_expires) {
+        let (facts, valid_date) = Facts::parse(response.headers, request_time, response_time);
+        let (cc, use_expires) = facts.directives(&self.options);
+        if let Err(reason) = self.storable(request, &request_cc, response, cc, use_expires) {
             return ResponseAction::PassThrough(reason);
         }
+        // The stored header lines lose the fields `Connection`, `no-cache="..."` or (shared)
+        // `private="..."` name, and get a `Date` when it is invalid: then the facts of what is
+        // stored may differ from the response's.
+        let rewritten = !valid_date
+            || response.headers.contains_key(header::CONNECTION)
+            || !cc.no_cache.fields().is_empty()
+            || (self.options.shared && !cc.private.fields().is_empty());
         let entry = StoredResponse {
             method: request.method.clone(),
             uri: effective_uri(request.uri, request.headers).unwrap_or_else(|| request.uri.clone()),
             status: response.status,
-            headers: headers_to_store(response.headers, &cc, self.options.shared, response_time),
+            headers: headers_to_store(response.headers, cc, self.options.shared, response_time),
             vary_request_headers: vary::selecting_headers(response.headers, request.headers),
             request_time,
             response_time,
         };
-        let freshness = self.freshness_with(&entry, &cc, use_expires, response_time);
-        let ttl = self.ttl(&entry, &cc, freshness);
+        let facts = if rewritten { Facts::of(&entry) } else { facts };
+        let freshness = self.freshness_of(&entry, &facts, response_time);
+        let ttl = self.ttl(&entry, facts.directives(&self.options).0, freshness);
         let replaces = usable
             .iter()
             .filter(|(_, c)| c.method == entry.method && vary::matches(c, request.headers))
             .map(|(i, _)| *i)
             .collect();
         ResponseAction::Store {
-            entry,
+            entry: ParsedResponse::from_parts(entry, facts),
             ttl,
             freshness,
             replaces,
@@ -815,8 +806,8 @@ impl CachePolicy {
             .or_else(|| updates.iter().max_by_key(most_recent));
         match serve {
             Some(update) => {
-                let (cc, use_expires) = self.response_directives(&update.entry.headers);
-                let freshness = self.freshness_with(&update.entry, &cc, use_expires, response_time);
+                let facts = update.entry.facts();
+                let freshness = self.freshness_of(&update.entry, facts, response_time);
                 let serve =
                     self.serve_or_not_modified(request, update.index, &update.entry, freshness);
                 ResponseAction::Refresh { updates, serve }

@@ -80,6 +80,7 @@ fn stored(policy: &CachePolicy, request: &Request<()>) -> Vec<StoredResponse> {
     else {
         panic!("storable")
     };
+    let entry = entry.into_response();
     // A second variant, so that Vary selection runs over more than one candidate.
     let mut other = entry.clone();
     other
@@ -114,6 +115,14 @@ fn issue_2_fresh_hit_decision_allocates_nothing_and_the_head_only_the_headers() 
         };
         assert_eq!(serve.index, 1);
         assert_eq!(used, 0, "the fresh-hit decision allocates nothing");
+        let parsed: Vec<cache_policy::ParsedResponse> = stored
+            .iter()
+            .cloned()
+            .map(cache_policy::ParsedResponse::new)
+            .collect();
+        let (used, lookup) = allocations(|| policy.lookup(&request, &parsed, at(10)));
+        assert!(matches!(lookup, Lookup::Fresh(_)), "{lookup:?}");
+        assert_eq!(used, 0, "nor does it from parsed responses");
 
         // Building the head to send costs what cloning the headers costs (Age has a slot in the
         // stored headers, so setting it does not grow them), and nothing when the caller owns

@@ -238,7 +238,7 @@ async fn put<S: Store + ?Sized>(
     ttl: Duration,
 ) {
     let mut writer = store
-        .begin(key, response, options(ttl))
+        .begin(key, response.into(), options(ttl))
         .await
         .expect("begin failed");
     for piece in body.chunks(chunk.max(1)) {
@@ -423,7 +423,7 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
         lines(&entry.response.vary_request_headers),
         lines(&response.vary_request_headers)
     );
-    assert_eq!(*entry.response, response);
+    assert_eq!(*entry.response.response(), response);
     assert_eq!(entry.variant, VariantId::of(&response));
     assert_eq!(read_body(entry.body).await.expect("body"), body);
 }
@@ -434,7 +434,7 @@ pub async fn streams_large_body<H: Harness>(harness: &H) {
     let len = 5 * 1024 * 1024 + 123;
     let body = seeded_body(42, len);
     let mut writer = store
-        .begin(KEY, seeded_response(None, 42, len), options(HOUR))
+        .begin(KEY, seeded_response(None, 42, len).into(), options(HOUR))
         .await
         .expect("begin");
     let mut at = 0;
@@ -461,7 +461,7 @@ pub async fn streams_large_body<H: Harness>(harness: &H) {
 pub async fn invisible_until_commit<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let mut writer = store
-        .begin(KEY, seeded_response(None, 1, 10), options(HOUR))
+        .begin(KEY, seeded_response(None, 1, 10).into(), options(HOUR))
         .await
         .expect("begin");
     writer.write(seeded_body(1, 10).slice(..5)).expect("write");
@@ -473,7 +473,7 @@ pub async fn invisible_until_commit<H: Harness>(harness: &H) {
 
     // Replacing: the old version stays visible until the new one commits.
     let mut writer = store
-        .begin(KEY, seeded_response(None, 2, 20), options(HOUR))
+        .begin(KEY, seeded_response(None, 2, 20).into(), options(HOUR))
         .await
         .expect("begin");
     writer.write(seeded_body(2, 20)).expect("write");
@@ -489,7 +489,7 @@ pub async fn invisible_until_commit<H: Harness>(harness: &H) {
 pub async fn aborted_write_leaves_nothing<H: Harness>(harness: &H) {
     let store = harness.new_store(Limits::default());
     let mut writer = store
-        .begin(KEY, seeded_response(None, 1, 100_000), options(HOUR))
+        .begin(KEY, seeded_response(None, 1, 100_000).into(), options(HOUR))
         .await
         .expect("begin");
     writer
@@ -500,7 +500,7 @@ pub async fn aborted_write_leaves_nothing<H: Harness>(harness: &H) {
 
     put_seeded(&store, KEY, None, 2, 1000).await;
     let mut writer = store
-        .begin(KEY, seeded_response(None, 3, 1000), options(HOUR))
+        .begin(KEY, seeded_response(None, 3, 1000).into(), options(HOUR))
         .await
         .expect("begin");
     writer.write(seeded_body(3, 1000)).expect("write");
@@ -527,7 +527,7 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
         .append("etag", HeaderValue::from_static("\"v2\""));
     updated.response_time += Duration::from_secs(100);
     store
-        .update(KEY, &en, updated.clone(), HOUR)
+        .update(KEY, &en, updated.clone().into(), HOUR)
         .await
         .expect("update");
 
@@ -537,7 +537,7 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
     for entry in entries {
         if entry.variant == en {
             found = true;
-            assert_eq!(*entry.response, updated, "metadata not updated");
+            assert_eq!(*entry.response.response(), updated, "metadata not updated");
             assert_eq!(read_body(entry.body).await.expect("body"), body);
         } else {
             assert_eq!(header_u64(&entry.response, "x-seed"), 10);
@@ -547,14 +547,19 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
 
     let missing = VariantId::of(&seeded_response(Some("it"), 0, 0));
     store
-        .update(KEY, &missing, seeded_response(Some("it"), 0, 0), HOUR)
+        .update(
+            KEY,
+            &missing,
+            seeded_response(Some("it"), 0, 0).into(),
+            HOUR,
+        )
         .await
         .expect("update of a missing variant is not an error");
     store
         .update(
             "https://example.com/none",
             &missing,
-            seeded_response(None, 0, 0),
+            seeded_response(None, 0, 0).into(),
             HOUR,
         )
         .await
@@ -598,7 +603,7 @@ pub async fn update_ignores_a_replaced_representation<H: Harness>(harness: &H) {
     let mut stale = tagged(1, 100, "\"one\"");
     stale.response_time += Duration::from_secs(60);
     store
-        .update(KEY, &variant, stale, HOUR)
+        .update(KEY, &variant, stale.into(), HOUR)
         .await
         .expect("update");
     let seen = read_verified(&store, KEY).await;
@@ -614,7 +619,7 @@ pub async fn update_ignores_a_replaced_representation<H: Harness>(harness: &H) {
         .headers
         .insert("content-length", HeaderValue::from_static("999"));
     store
-        .update(KEY, &variant, wrong_length, HOUR)
+        .update(KEY, &variant, wrong_length.into(), HOUR)
         .await
         .expect("update");
     let entries = get(&store, KEY).await;
@@ -627,12 +632,12 @@ pub async fn update_ignores_a_replaced_representation<H: Harness>(harness: &H) {
         .headers
         .insert("content-length", HeaderValue::from_static("200"));
     store
-        .update(KEY, &variant, fresh.clone(), HOUR)
+        .update(KEY, &variant, fresh.clone().into(), HOUR)
         .await
         .expect("update");
     let entries = get(&store, KEY).await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(*entries[0].response, fresh);
+    assert_eq!(*entries[0].response.response(), fresh);
     assert_eq!(read_verified(&store, KEY).await.len(), 1);
 }
 
@@ -715,7 +720,7 @@ pub async fn ttl_expiry<H: Harness>(harness: &H) {
     // Extend "de" to an hour.
     let de = VariantId::of(&seeded_response(Some("de"), 3, 10));
     store
-        .update(KEY, &de, seeded_response(Some("de"), 3, 10), HOUR)
+        .update(KEY, &de, seeded_response(Some("de"), 3, 10).into(), HOUR)
         .await
         .expect("update");
 
@@ -796,7 +801,7 @@ pub async fn body_size_limit<H: Harness>(harness: &H) {
         content_length: Some(limit + 1),
     };
     match store
-        .begin(KEY, seeded_response(None, 1, n + 1), announced)
+        .begin(KEY, seeded_response(None, 1, n + 1).into(), announced)
         .await
     {
         Err(StoreError::TooLarge { .. }) => {}
@@ -814,7 +819,7 @@ pub async fn body_size_limit<H: Harness>(harness: &H) {
 
     // Unannounced: the write that crosses the limit fails, and so does the commit.
     let mut writer = store
-        .begin(KEY, seeded_response(None, 2, n + 1), options(HOUR))
+        .begin(KEY, seeded_response(None, 2, n + 1).into(), options(HOUR))
         .await
         .expect("begin");
     let body = seeded_body(2, n + 1);
@@ -894,7 +899,7 @@ pub async fn concurrent_writers_and_readers<H: Harness>(harness: &H) {
                 let body = seeded_body(seed, len);
                 let response = seeded_response(Some(&language), seed, len);
                 let mut writer = store
-                    .begin(KEY, response, options(HOUR))
+                    .begin(KEY, response.into(), options(HOUR))
                     .await
                     .expect("begin");
                 for piece in body.chunks(7000) {
@@ -1012,14 +1017,14 @@ pub async fn matches_a_model<H: Harness>(harness: &H) {
                         .headers
                         .insert("x-updated", HeaderValue::from(step));
                     store
-                        .update(key, &variant, response, HOUR)
+                        .update(key, &variant, response.into(), HOUR)
                         .await
                         .expect("update");
                     *marker = Some(step);
                 } else {
                     let response = seeded_response(Some(language), step, 1);
                     store
-                        .update(key, &variant, response, HOUR)
+                        .update(key, &variant, response.into(), HOUR)
                         .await
                         .expect("update of a missing variant");
                 }

@@ -75,7 +75,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use cache_policy::StoredResponse;
+use cache_policy::{ParsedResponse, StoredResponse};
 use http_body::{Body, Frame};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -122,7 +122,7 @@ const LOCK_STRIPES: usize = 64;
 ///     response_time: now,
 /// };
 /// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: None };
-/// let mut writer = store.begin("https://example.com/", response, options).await?;
+/// let mut writer = store.begin("https://example.com/", response.into(), options).await?;
 /// writer.write(Bytes::from_static(b"hello"))?;
 /// writer.commit().await?;
 ///
@@ -690,7 +690,7 @@ impl Inner {
                 }
                 Ok(Some(StoredEntry {
                     variant: meta.variant,
-                    response: Arc::new(meta.response),
+                    response: Arc::new(ParsedResponse::new(meta.response)),
                     body,
                 }))
             }
@@ -1054,7 +1054,7 @@ impl Store for FsStore {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: StoredResponse,
+        response: ParsedResponse,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         Box::pin(async move {
@@ -1066,7 +1066,7 @@ impl Store for FsStore {
             let meta = EntryMeta {
                 key: key.to_owned(),
                 variant,
-                response,
+                response: response.into_response(),
                 expires: expiry(options.ttl),
                 body_len: 0,
             };
@@ -1104,11 +1104,12 @@ impl Store for FsStore {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: StoredResponse,
+        response: ParsedResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let inner = self.inner.clone();
         let (key, variant) = (key.to_owned(), variant.clone());
+        let response = response.into_response();
         Box::pin(blocking(move || {
             inner.update(&key, &variant, response, ttl)
         }))

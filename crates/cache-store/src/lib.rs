@@ -59,7 +59,7 @@ mod store;
 mod variant;
 
 pub use body::StoredBody;
-pub use cache_policy::StoredResponse;
+pub use cache_policy::{ParsedResponse, StoredResponse};
 pub use error::StoreError;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]

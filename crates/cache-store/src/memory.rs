@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use cache_policy::StoredResponse;
+use cache_policy::{ParsedResponse, StoredResponse};
 use lru::LruCache;
 
 use crate::{
@@ -59,7 +59,7 @@ const VARIANT_OVERHEAD: u64 = 200;
 ///     response_time: now,
 /// };
 /// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: Some(5) };
-/// let mut writer = store.begin("https://example.com/", response, options).await?;
+/// let mut writer = store.begin("https://example.com/", response.into(), options).await?;
 /// writer.write(Bytes::from_static(b"hel"))?;
 /// writer.write(Bytes::from_static(b"lo"))?;
 /// writer.commit().await?;
@@ -131,7 +131,7 @@ struct Variants {
 
 struct Variant {
     id: VariantId,
-    response: Arc<StoredResponse>,
+    response: Arc<ParsedResponse>,
     body: Bytes,
     expires: Instant,
     weight: u64,
@@ -327,7 +327,7 @@ impl Store for MemoryStore {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: StoredResponse,
+        response: ParsedResponse,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         let limit = self.inner.max_body_size;
@@ -350,9 +350,10 @@ impl Store for MemoryStore {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: StoredResponse,
+        response: ParsedResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let response = Arc::new(response);
         Box::pin(async move {
             self.inner.modify(key, |list| {
                 for slot in list
@@ -363,7 +364,7 @@ impl Store for MemoryStore {
                     let weight = variant_weight(&response, &slot.body);
                     *slot = Arc::new(Variant {
                         id: slot.id.clone(),
-                        response: Arc::new(response.clone()),
+                        response: response.clone(),
                         body: slot.body.clone(),
                         expires: expires_after(ttl),
                         weight,
@@ -408,7 +409,7 @@ impl Store for MemoryStore {
 struct MemoryWriter {
     inner: Arc<Inner>,
     key: String,
-    response: StoredResponse,
+    response: ParsedResponse,
     ttl: Duration,
     chunks: Vec<Bytes>,
     len: u64,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache_policy::StoredResponse;
+use cache_policy::{Candidate, ParsedResponse, StoredResponse};
 
 use crate::{StoreError, StoredBody, VariantId};
 
@@ -22,17 +22,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct StoredEntry {
     /// Which variant of the primary key this is.
     pub variant: VariantId,
-    /// The stored response metadata, shared: a memory store hands out the same allocation to
-    /// every reader.
-    pub response: Arc<StoredResponse>,
+    /// The stored response metadata, parsed once for the policy's lookups and shared: a memory
+    /// store hands out the same allocation to every reader. It dereferences to the
+    /// [`StoredResponse`].
+    pub response: Arc<ParsedResponse>,
     /// The stored body.
     pub body: StoredBody,
 }
 
-/// So that the candidates read from a store can be handed to the policy as they are.
 impl AsRef<StoredResponse> for StoredEntry {
     fn as_ref(&self) -> &StoredResponse {
-        &self.response
+        self.response.response()
+    }
+}
+
+/// So that the candidates read from a store can be handed to the policy as they are, without
+/// parsing their header values again.
+impl Candidate for StoredEntry {
+    fn stored_response(&self) -> &StoredResponse {
+        self.response.response()
+    }
+
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        Some(&self.response)
     }
 }
 
@@ -60,12 +72,12 @@ pub struct WriteOptions {
 /// use std::sync::{Arc, Mutex};
 ///
 /// use bytes::{Bytes, BytesMut};
-/// use cache_policy::StoredResponse;
+/// use cache_policy::{Candidate, ParsedResponse, StoredResponse};
 /// use cache_store::{
 ///     BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
 /// };
 ///
-/// type Entries = Arc<Mutex<HashMap<String, Vec<(VariantId, StoredResponse, Bytes)>>>>;
+/// type Entries = Arc<Mutex<HashMap<String, Vec<(VariantId, ParsedResponse, Bytes)>>>>;
 ///
 /// #[derive(Default)]
 /// struct ToyStore(Entries);
@@ -73,7 +85,7 @@ pub struct WriteOptions {
 /// struct ToyWriter {
 ///     entries: Entries,
 ///     key: String,
-///     response: StoredResponse,
+///     response: ParsedResponse,
 ///     body: BytesMut,
 /// }
 ///
@@ -115,7 +127,7 @@ pub struct WriteOptions {
 ///     fn begin<'a>(
 ///         &'a self,
 ///         key: &'a str,
-///         response: StoredResponse,
+///         response: ParsedResponse,
 ///         _options: WriteOptions,
 ///     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
 ///         Box::pin(async move {
@@ -133,7 +145,7 @@ pub struct WriteOptions {
 ///         &'a self,
 ///         key: &'a str,
 ///         variant: &'a VariantId,
-///         response: StoredResponse,
+///         response: ParsedResponse,
 ///         _ttl: std::time::Duration,
 ///     ) -> BoxFuture<'a, Result<(), StoreError>> {
 ///         Box::pin(async move {
@@ -209,7 +221,7 @@ pub trait Store: Send + Sync + 'static {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: StoredResponse,
+        response: ParsedResponse,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>>;
 
@@ -224,7 +236,7 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: StoredResponse,
+        response: ParsedResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -268,7 +280,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: StoredResponse,
+        response: ParsedResponse,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         (**self).begin(key, response, options)
@@ -278,7 +290,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: StoredResponse,
+        response: ParsedResponse,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).update(key, variant, response, ttl)

@@ -101,7 +101,7 @@ fn only_file(store: &FsStore, key: &str) -> std::path::PathBuf {
 async fn put(store: &FsStore, key: &str, language: Option<&str>, seed: u64, len: usize) {
     let body = seeded_body(seed, len);
     let mut writer = store
-        .begin(key, seeded_response(language, seed, len), HOUR)
+        .begin(key, seeded_response(language, seed, len).into(), HOUR)
         .await
         .expect("begin");
     for piece in body.chunks(10_000) {
@@ -290,7 +290,7 @@ async fn aborted_and_refused_writes_leave_no_temp_file() {
         .build()
         .expect("build");
     let mut writer = store
-        .begin("k", seeded_response(None, 1, 10), HOUR)
+        .begin("k", seeded_response(None, 1, 10).into(), HOUR)
         .await
         .expect("begin");
     writer.write(Bytes::from_static(b"12345")).expect("write");
@@ -300,7 +300,7 @@ async fn aborted_and_refused_writes_leave_no_temp_file() {
     wait_for_temps(&store, 0).await;
 
     let mut writer = store
-        .begin("k", seeded_response(None, 1, 10), HOUR)
+        .begin("k", seeded_response(None, 1, 10).into(), HOUR)
         .await
         .expect("begin");
     writer.write(Bytes::from(vec![0; 40_000])).expect("write");
@@ -478,7 +478,11 @@ fn crash_child_writer() {
         let store = FsStore::builder(dir).build().expect("build");
         // One write that never finishes, so that the kill surely tears one.
         let mut stalled = store
-            .begin(&crash_key(0), seeded_response(Some("de"), 0, 1000), HOUR)
+            .begin(
+                &crash_key(0),
+                seeded_response(Some("de"), 0, 1000).into(),
+                HOUR,
+            )
             .await
             .expect("begin");
         stalled
@@ -496,7 +500,11 @@ fn crash_child_writer() {
                     let len = (seed as usize * 7919) % 400_000;
                     let body = seeded_body(seed, len);
                     let mut writer = store
-                        .begin(&key, seeded_response(Some(language), seed, len), HOUR)
+                        .begin(
+                            &key,
+                            seeded_response(Some(language), seed, len).into(),
+                            HOUR,
+                        )
                         .await
                         .expect("begin");
                     for piece in body.chunks(8192) {

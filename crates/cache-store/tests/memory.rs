@@ -76,7 +76,10 @@ const OPTIONS: WriteOptions = WriteOptions {
 async fn hit_shares_the_stored_bytes() {
     let store = MemoryStore::default();
     let body = Bytes::from(vec![7u8; 10_000]);
-    let mut writer = store.begin("k", response(), OPTIONS).await.expect("begin");
+    let mut writer = store
+        .begin("k", response().into(), OPTIONS)
+        .await
+        .expect("begin");
     writer.write(body.clone()).expect("write");
     writer.commit().await.expect("commit");
 
@@ -98,7 +101,10 @@ async fn hit_shares_the_stored_bytes() {
 #[tokio::test]
 async fn chunks_are_joined_once_and_sized() {
     let store = MemoryStore::default();
-    let mut writer = store.begin("k", response(), OPTIONS).await.expect("begin");
+    let mut writer = store
+        .begin("k", response().into(), OPTIONS)
+        .await
+        .expect("begin");
     writer.write(Bytes::from_static(b"ab")).expect("write");
     writer.write(Bytes::new()).expect("empty write");
     writer.write(Bytes::from_static(b"cd")).expect("write");
@@ -119,7 +125,7 @@ async fn weighted_size_stays_under_capacity() {
         .build();
     for i in 0..50 {
         let mut writer = store
-            .begin(&format!("k{i}"), response(), OPTIONS)
+            .begin(&format!("k{i}"), response().into(), OPTIONS)
             .await
             .expect("begin");
         writer.write(Bytes::from(vec![1u8; 40_000])).expect("write");

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use cache_policy::{
-    effective_uri, CachePolicy, Lookup, RequestHead, ResponseAction, Revalidation, Serve, Update,
+    effective_uri, CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation,
+    Serve, Update,
 };
 use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
@@ -535,11 +536,13 @@ where
             } if context.cacheable && context.mode != CacheMode::NoStore => {
                 if let Some(override_ttl) = context.ttl {
                     // The stored response says what the cache decided, so later lookups agree.
-                    entry.headers.remove(EXPIRES);
+                    let mut response = entry.into_response();
+                    response.headers.remove(EXPIRES);
                     let max_age = format!("max-age={}", override_ttl.as_secs());
                     if let Ok(value) = HeaderValue::try_from(max_age) {
-                        entry.headers.insert(CACHE_CONTROL, value);
+                        response.headers.insert(CACHE_CONTROL, value);
                     }
+                    entry = ParsedResponse::new(response);
                     ttl = override_ttl;
                 }
                 if ttl.is_zero() {

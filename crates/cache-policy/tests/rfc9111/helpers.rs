@@ -123,7 +123,7 @@ pub(crate) fn store_times(
         .after_response(request, response, request_time, response_time, NONE)
         .action
     {
-        ResponseAction::Store { entry, .. } => entry,
+        ResponseAction::Store { entry, .. } => entry.into_response(),
         other => panic!("expected Store, got {other:?}"),
     }
 }

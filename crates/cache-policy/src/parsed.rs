@@ -1,0 +1,256 @@
+//! Stored responses with their header values parsed once: [`ParsedResponse`], and the
+//! [`Candidate`] trait through which the policy reads stored responses of either kind.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderName};
+use http::HeaderMap;
+
+use crate::directives::ResponseDirectives;
+use crate::freshness::{age_value, expires_lifetime, parse_date, since};
+use crate::{PolicyOptions, StoredResponse};
+
+/// The RFC 9213 targeted field for CDNs.
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// What every lookup reads from a stored response's header lines (RFC 9111 §4.2), parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Facts {
+    /// `Cache-Control` (§5.2).
+    cache_control: ResponseDirectives,
+    /// RFC 9213 `CDN-Cache-Control`, when present.
+    cdn_cache_control: Option<ResponseDirectives>,
+    /// `date_value` (§4.2.3): `Date`, or the response time when it is missing or invalid.
+    pub(crate) date: SystemTime,
+    /// `corrected_initial_age` (§4.2.3), which does not change while the response is stored.
+    corrected_initial_age: Duration,
+    /// The lifetime `Expires` gives (§5.3), when present.
+    pub(crate) expires: Option<Duration>,
+}
+
+impl Facts {
+    pub(crate) fn of(stored: &StoredResponse) -> Self {
+        Facts::parse(&stored.headers, stored.request_time, stored.response_time).0
+    }
+
+    /// The facts of a response with these header lines and times, and whether its `Date` was
+    /// valid (when it is not, a stored copy gets a new one, RFC 9110 §6.6.1).
+    pub(crate) fn parse(
+        headers: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> (Self, bool) {
+        let valid_date = headers.get(header::DATE).and_then(parse_date);
+        let date = valid_date.unwrap_or(response_time);
+        let apparent_age = since(response_time, date);
+        let response_delay = since(response_time, request_time);
+        let corrected_age_value = age_value(headers)
+            .unwrap_or(Duration::ZERO)
+            .saturating_add(response_delay);
+        let facts = Facts {
+            cache_control: ResponseDirectives::parse(headers.get_all(header::CACHE_CONTROL)),
+            cdn_cache_control: headers
+                .contains_key(CDN_CACHE_CONTROL)
+                .then(|| ResponseDirectives::parse(headers.get_all(CDN_CACHE_CONTROL))),
+            date,
+            corrected_initial_age: apparent_age.max(corrected_age_value),
+            expires: expires_lifetime(headers, date),
+        };
+        (facts, valid_date.is_some())
+    }
+
+    /// The directives that govern the response under `options`, and whether `Expires` counts:
+    /// a valid RFC 9213 `CDN-Cache-Control`, when enabled for a shared cache, replaces
+    /// `Cache-Control` and `Expires`.
+    pub(crate) fn directives(&self, options: &PolicyOptions) -> (&ResponseDirectives, bool) {
+        match &self.cdn_cache_control {
+            Some(cdn) if options.cdn_cache_control && options.shared && !cdn.is_empty() => {
+                (cdn, false)
+            }
+            _ => (&self.cache_control, true),
+        }
+    }
+
+    /// `current_age` (§4.2.3): `corrected_initial_age + resident_time`.
+    pub(crate) fn current_age(&self, stored: &StoredResponse, now: SystemTime) -> Duration {
+        let resident_time = since(now, stored.response_time);
+        self.corrected_initial_age.saturating_add(resident_time)
+    }
+}
+
+/// A [`StoredResponse`] with the header values every lookup reads (`Cache-Control`, `Date`,
+/// `Age`, `Expires`) parsed once, for stores that keep responses in memory and hand the same
+/// one to many lookups.
+///
+/// It dereferences to the [`StoredResponse`], which it keeps unchanged and never lets anyone
+/// change: to change the header lines, take the response out with
+/// [`into_response`](ParsedResponse::into_response) and parse it again.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cache_policy::{CachePolicy, Lookup, ParsedResponse, StoredResponse};
+/// use http::{HeaderMap, Method, Request, StatusCode, Uri};
+///
+/// let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let mut headers = HeaderMap::new();
+/// headers.insert("cache-control", "max-age=60".parse().unwrap());
+/// let parsed = ParsedResponse::new(StoredResponse {
+///     method: Method::GET, uri: Uri::from_static("http://example.com/"),
+///     status: StatusCode::OK, headers, vary_request_headers: HeaderMap::new(),
+///     request_time: t0, response_time: t0,
+/// });
+/// let request = Request::get("http://example.com/").body(()).unwrap();
+/// let later = t0 + Duration::from_secs(10);
+/// assert!(matches!(CachePolicy::default().lookup(&request, &[parsed], later), Lookup::Fresh(_)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ParsedResponse {
+    response: StoredResponse,
+    facts: Facts,
+}
+
+impl ParsedResponse {
+    /// Parses the header values of `response` that lookups read.
+    pub fn new(response: StoredResponse) -> Self {
+        let facts = Facts::of(&response);
+        ParsedResponse { response, facts }
+    }
+
+    /// The stored response.
+    pub fn response(&self) -> &StoredResponse {
+        &self.response
+    }
+
+    /// The stored response, to change or persist.
+    pub fn into_response(self) -> StoredResponse {
+        self.response
+    }
+
+    pub(crate) fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// A response whose facts the caller parsed from the same header lines and times.
+    pub(crate) fn from_parts(response: StoredResponse, facts: Facts) -> Self {
+        ParsedResponse { response, facts }
+    }
+}
+
+impl From<StoredResponse> for ParsedResponse {
+    fn from(response: StoredResponse) -> Self {
+        ParsedResponse::new(response)
+    }
+}
+
+impl Deref for ParsedResponse {
+    type Target = StoredResponse;
+
+    fn deref(&self) -> &StoredResponse {
+        &self.response
+    }
+}
+
+impl AsRef<StoredResponse> for ParsedResponse {
+    fn as_ref(&self) -> &StoredResponse {
+        &self.response
+    }
+}
+
+/// Two parsed responses are equal when their stored responses are: the parsed values follow
+/// from them.
+impl PartialEq for ParsedResponse {
+    fn eq(&self, other: &Self) -> bool {
+        self.response == other.response
+    }
+}
+
+/// A stored response as [`CachePolicy`](crate::CachePolicy) reads it: a [`StoredResponse`],
+/// or a [`ParsedResponse`] whose header values the policy does not parse again.
+///
+/// Implemented for both, for references and smart pointers to them, and by stores for their
+/// own entry types.
+pub trait Candidate {
+    /// The stored response.
+    fn stored_response(&self) -> &StoredResponse;
+
+    /// The same response with its header values parsed, when the caller keeps one.
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        None
+    }
+}
+
+impl Candidate for StoredResponse {
+    fn stored_response(&self) -> &StoredResponse {
+        self
+    }
+}
+
+impl Candidate for ParsedResponse {
+    fn stored_response(&self) -> &StoredResponse {
+        &self.response
+    }
+
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        Some(self)
+    }
+}
+
+impl<T: Candidate + ?Sized> Candidate for &T {
+    fn stored_response(&self) -> &StoredResponse {
+        (**self).stored_response()
+    }
+
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        (**self).parsed_response()
+    }
+}
+
+impl<T: Candidate + ?Sized> Candidate for Arc<T> {
+    fn stored_response(&self) -> &StoredResponse {
+        (**self).stored_response()
+    }
+
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        (**self).parsed_response()
+    }
+}
+
+impl<T: Candidate + ?Sized> Candidate for Box<T> {
+    fn stored_response(&self) -> &StoredResponse {
+        (**self).stored_response()
+    }
+
+    fn parsed_response(&self) -> Option<&ParsedResponse> {
+        (**self).parsed_response()
+    }
+}
+
+/// The facts of a candidate: borrowed when it was parsed, else parsed now.
+// It lives on the stack for one decision: boxing the owned facts would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum FactsOf<'a> {
+    Borrowed(&'a Facts),
+    Owned(Facts),
+}
+
+impl<'a> FactsOf<'a> {
+    pub(crate) fn of<C: Candidate + ?Sized>(candidate: &'a C) -> Self {
+        match candidate.parsed_response() {
+            Some(parsed) => FactsOf::Borrowed(parsed.facts()),
+            None => FactsOf::Owned(Facts::of(candidate.stored_response())),
+        }
+    }
+}
+
+impl Deref for FactsOf<'_> {
+    type Target = Facts;
+
+    fn deref(&self) -> &Facts {
+        match self {
+            FactsOf::Borrowed(facts) => facts,
+            FactsOf::Owned(facts) => facts,
+        }
+    }
+}
