@@ -116,8 +116,63 @@ impl Serve {
 
     /// The `Age` value: delta-seconds, at most 2^31 (RFC 9111 §1.2.2).
     fn age(&self) -> HeaderValue {
-        HeaderValue::from(self.freshness.age.as_secs().min(DELTA_SECONDS_MAX))
+        age_value(self.freshness.age.as_secs().min(DELTA_SECONDS_MAX))
     }
+}
+
+/// Ages below this many seconds (2 h 46 min) are slices of [`AGE_DIGITS`].
+const STATIC_AGES: u64 = 10_000;
+
+/// The length of [`AGE_DIGITS`]: 10 one-digit, 90 two-digit, 900 three-digit and 9000
+/// four-digit numbers.
+const AGE_DIGITS_LEN: usize = 10 + 90 * 2 + 900 * 3 + 9000 * 4;
+
+/// `0123456789101112…9999`: every number below [`STATIC_AGES`] written out, so that the `Age`
+/// of a hit points into static memory instead of allocating its digits.
+static AGE_DIGITS: [u8; AGE_DIGITS_LEN] = age_digits();
+
+const fn age_digits() -> [u8; AGE_DIGITS_LEN] {
+    let mut out = [0u8; AGE_DIGITS_LEN];
+    let (mut n, mut at) = (0, 0);
+    while n < STATIC_AGES {
+        let width = decimal_width(n);
+        let (mut i, mut rest) = (width, n);
+        while i > 0 {
+            i -= 1;
+            out[at + i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        at += width;
+        n += 1;
+    }
+    out
+}
+
+const fn decimal_width(n: u64) -> usize {
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        _ => 4,
+    }
+}
+
+/// The header value for `seconds`.
+fn age_value(seconds: u64) -> HeaderValue {
+    if seconds < STATIC_AGES {
+        // Where `seconds` starts in AGE_DIGITS: after all the shorter numbers.
+        let start = match seconds {
+            0..=9 => seconds,
+            10..=99 => 10 + (seconds - 10) * 2,
+            100..=999 => 190 + (seconds - 100) * 3,
+            _ => 2890 + (seconds - 1000) * 4,
+        } as usize;
+        let digits = AGE_DIGITS.get(start..start + decimal_width(seconds));
+        if let Some(Ok(digits)) = digits.map(std::str::from_utf8) {
+            return HeaderValue::from_static(digits);
+        }
+    }
+    HeaderValue::from(seconds)
 }
 
 /// A conditional request to send to the origin (RFC 9111 §4.3.1).
@@ -387,4 +442,20 @@ pub struct AfterResponse {
     /// Target URIs whose stored responses to invalidate (remove). Empty except after an unsafe
     /// method with a non-error status.
     pub invalidate: Vec<Uri>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_values_from_the_static_table_are_the_decimal_numbers() {
+        for seconds in (0..STATIC_AGES + 20).chain([DELTA_SECONDS_MAX]) {
+            assert_eq!(
+                age_value(seconds),
+                seconds.to_string().as_str(),
+                "{seconds}"
+            );
+        }
+    }
 }

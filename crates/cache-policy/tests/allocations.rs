@@ -124,9 +124,9 @@ fn issue_2_fresh_hit_decision_allocates_nothing_and_the_head_only_the_headers() 
         assert!(matches!(lookup, Lookup::Fresh(_)), "{lookup:?}");
         assert_eq!(used, 0, "nor does it from parsed responses");
 
-        // Building the head to send costs what cloning the headers costs (Age has a slot in the
-        // stored headers, so setting it does not grow them), and nothing when the caller owns
-        // the stored response.
+        // Building the head to send costs at most what cloning the headers costs (Age has a
+        // slot in the stored headers, so setting it does not grow them), and nothing when the
+        // caller owns the stored response.
         let (baseline, headers) = allocations(|| {
             let mut headers = stored[1].headers.clone();
             headers.insert(http::header::AGE, HeaderValue::from(10u64));
@@ -142,10 +142,7 @@ fn issue_2_fresh_hit_decision_allocates_nothing_and_the_head_only_the_headers() 
         let owned = stored[1].clone();
         let (moving, head) = allocations(|| serve.into_response_head(owned));
         assert_eq!(head.headers["age"], "10");
-        let (age_value, _) = allocations(|| HeaderValue::from(10u64));
-        assert_eq!(
-            moving, age_value,
-            "moving the stored headers allocates nothing but the Age value"
-        );
+        // The Age digits come from a static table: moving allocates nothing at all.
+        assert_eq!(moving, 0, "moving the stored headers allocates nothing");
     }
 }

@@ -136,6 +136,10 @@ where
         let future = {
             let mut inner = self.inner.lock().await;
             poll_fn(|cx| inner.poll_ready(cx)).await?;
+            // The reservation is used; the next `poll_ready` must ask the inner service again.
+            self.shared
+                .inner_reserved
+                .store(false, std::sync::atomic::Ordering::Release);
             inner.call(request)
         };
         future.await

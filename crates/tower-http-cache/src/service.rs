@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -95,6 +96,13 @@ where
     type Future = ResponseFuture<ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if matches!(self.readiness, Readiness::Idle)
+            && self.shared.inner_reserved.load(Ordering::Acquire)
+        {
+            // Still reserved from an earlier poll that no origin call has used (the requests
+            // since were hits): ready without taking the lock.
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match &mut self.readiness {
                 Readiness::Idle => {
@@ -112,6 +120,9 @@ where
                 Readiness::Polling(inner) => {
                     // Held while the inner service is not ready, so that it has one waiter.
                     let result = ready!(inner.poll_ready(cx));
+                    if result.is_ok() {
+                        self.shared.inner_reserved.store(true, Ordering::Release);
+                    }
                     // Released once it is: the reservation stays with the inner service.
                     self.readiness = Readiness::Idle;
                     return Poll::Ready(result);
