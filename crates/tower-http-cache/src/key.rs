@@ -66,8 +66,13 @@ fn write_default_key(uri: &Uri, key: &mut String) {
         // The common authority, `host[:port]` without user information, is written as it is,
         // minus a default port.
         Some(authority) if !authority.as_str().contains('@') => {
-            let port = authority.port_u16();
             let host_and_port = authority.as_str();
+            // Most authorities carry no port: no need to parse one.
+            let port = if host_and_port.ends_with(']') || !host_and_port.contains(':') {
+                None
+            } else {
+                authority.port_u16()
+            };
             let written = if port.is_some() && port == default_port {
                 host_and_port
                     .rsplit_once(':')
@@ -119,6 +124,8 @@ mod tests {
             ("http://[::1]:80/v6", "http://[::1]/v6"),
             ("http://[::1]:8080/v6", "http://[::1]:8080/v6"),
             ("http://127.0.0.1:3000/?", "http://127.0.0.1:3000/?"),
+            ("http://example.com:080/", "http://example.com/"),
+            ("http://[::1]/", "http://[::1]/"),
         ] {
             let uri = Uri::try_from(uri).expect("uri");
             assert_eq!(default_key(&uri), key, "{uri}");
