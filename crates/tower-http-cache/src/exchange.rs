@@ -1,6 +1,7 @@
 //! One request's path through the cache: the key and mode settled, the store read, the policy
 //! asked, the origin called when it says so, and its answer stored, refreshed or passed on.
 
+use std::borrow::Cow;
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -70,17 +71,30 @@ enum Next<ReqB, ResB> {
 }
 
 /// One request's trip through the cache.
-pub(crate) struct Exchange<S, ReqB, ResB> {
-    shared: Arc<Shared>,
-    inner: Arc<Mutex<S>>,
+///
+/// It borrows the service's shared state while the request is decided inside `call`, and owns
+/// a handle on it (`'static`) once the request needs a future: a hit answered at once clones
+/// no reference count.
+pub(crate) struct Exchange<'a, S, ReqB, ResB> {
+    shared: Cow<'a, Arc<Shared>>,
+    inner: Cow<'a, Arc<Mutex<S>>>,
     _bodies: PhantomData<fn(ReqB) -> ResB>,
 }
 
-impl<S, ReqB, ResB> Exchange<S, ReqB, ResB> {
-    pub(crate) fn new(shared: Arc<Shared>, inner: Arc<Mutex<S>>) -> Self {
+impl<'a, S, ReqB, ResB> Exchange<'a, S, ReqB, ResB> {
+    pub(crate) fn new(shared: &'a Arc<Shared>, inner: &'a Arc<Mutex<S>>) -> Self {
         Exchange {
-            shared,
-            inner,
+            shared: Cow::Borrowed(shared),
+            inner: Cow::Borrowed(inner),
+            _bodies: PhantomData,
+        }
+    }
+
+    /// The same exchange, holding its own handles, for a future or a spawned task.
+    fn to_owned(&self) -> Exchange<'static, S, ReqB, ResB> {
+        Exchange {
+            shared: Cow::Owned(Arc::clone(&self.shared)),
+            inner: Cow::Owned(Arc::clone(&self.inner)),
             _bodies: PhantomData,
         }
     }
@@ -121,7 +135,7 @@ fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEn
     })
 }
 
-impl<S, ReqB, ResB> Exchange<S, ReqB, ResB>
+impl<'a, S, ReqB, ResB> Exchange<'a, S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -158,8 +172,9 @@ where
             .copied()
             .unwrap_or_default();
         if mode == CacheMode::Disabled {
+            let this = self.to_owned();
             return ResponseFuture::new(async move {
-                let response = self.call_origin(request).await?;
+                let response = this.call_origin(request).await?;
                 Ok(response.map(CacheBody::origin))
             });
         }
@@ -182,10 +197,11 @@ where
             }
         };
         let Some(key) = key else {
+            let this = self.to_owned();
             return ResponseFuture::new(async move {
-                let response = self.call_origin(request).await?;
+                let response = this.call_origin(request).await?;
                 let status = CacheStatus::new(CacheOutcome::Bypass, None);
-                Ok(self.finish(response.map(CacheBody::origin), status))
+                Ok(this.finish(response.map(CacheBody::origin), status))
             });
         };
         let context = Keyed {
@@ -204,9 +220,11 @@ where
         match read_now {
             Some(read) => match self.decide(request, context, candidates_or_log(read), true) {
                 Next::Respond(response) => ResponseFuture::ready(response),
-                Next::Forward(forward) => ResponseFuture::new(self.go_to_origin(forward)),
+                Next::Forward(forward) => {
+                    ResponseFuture::new(self.to_owned().go_to_origin(forward))
+                }
             },
-            None => ResponseFuture::new(self.lookup(request, context, true)),
+            None => ResponseFuture::new(self.to_owned().lookup(request, context, true)),
         }
     }
 
@@ -718,11 +736,7 @@ where
             // A refresh (or a miss) for this key is already at the origin.
             Role::Follower(_) => return,
         };
-        let exchange = Exchange {
-            shared: self.shared.clone(),
-            inner: self.inner.clone(),
-            _bodies: PhantomData,
-        };
+        let exchange = self.to_owned();
         tokio::spawn(async move {
             let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange

@@ -132,6 +132,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        Exchange::new(self.shared.clone(), self.inner.clone()).start(request)
+        Exchange::new(&self.shared, &self.inner).start(request)
     }
 }
