@@ -187,11 +187,74 @@ async fn poll_ready_forwards_the_inner_readiness_and_a_hit_keeps_the_reservation
 }
 
 /// `CacheService` can be shared across threads and held by frameworks that require `Sync`
-/// services.
+/// services, even over an inner service that is `Send` but not `Sync`.
 #[test]
 fn the_service_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<tower_http_cache::CacheService<origin::LegacyClient>>();
+
+    struct NotSync(std::cell::Cell<u8>);
+    impl Service<Request<Full<Bytes>>> for NotSync {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+            self.0.set(self.0.get().wrapping_add(1));
+            std::future::ready(Ok(Response::new(Full::default())))
+        }
+    }
+    assert_traits::<tower_http_cache::CacheService<NotSync>>();
+}
+
+/// A handle that polled `poll_ready` and then stopped (its caller timed out, or lost a
+/// `select!`) holds nobody up, and a waiter whose wake-up the inner service dropped (it keeps
+/// only the last waker) is still woken when the inner service becomes ready.
+#[tokio::test]
+async fn a_handle_that_stops_polling_holds_nobody_up_and_no_waiter_loses_its_wake_up() {
+    let state = Arc::new(GateState::default());
+    let service = CacheLayer::new(tower_http_cache::MemoryStore::default()).layer(Gate {
+        state: state.clone(),
+        reserved: false,
+    });
+
+    // A waits for the closed gate in its own task.
+    let first = service.clone();
+    let waiting = tokio::spawn(async move {
+        let response = first.oneshot(gate_request("/first")).await.expect("ready");
+        Answer::read(response).await.body
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // B polls after A (so the gate keeps B's wake-up, not A's), gives up, and stays alive.
+    let mut quitter = service.clone();
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), quitter.ready()).await;
+    assert!(gave_up.is_err(), "the gate is closed");
+
+    state.open.store(true, Ordering::SeqCst);
+    if let Some(waker) = state.waker.lock().expect("waker").take() {
+        waker.wake();
+    }
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the first waiter was woken")
+        .expect("task");
+    assert_eq!(body, "through the gate");
+
+    // Other clones go on, for a hit and a miss, while B is still alive and idle.
+    for path in ["/first", "/second"] {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            service.clone().oneshot(gate_request(path)),
+        )
+        .await
+        .expect("not held up by the idle handle")
+        .expect("ready");
+        assert_eq!(Answer::read(response).await.body, "through the gate");
+    }
+    assert_eq!(state.calls.load(Ordering::SeqCst), 2);
+    drop(quitter);
 }
 
 /// A store that is down: every operation fails.

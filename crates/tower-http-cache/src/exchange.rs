@@ -16,13 +16,13 @@ use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, W
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use tokio::sync::Mutex;
 use tower_service::Service;
 
 use crate::body::{CacheBody, Finish};
 use crate::coalesce::{self, Leader, Role};
 use crate::layer::Shared;
 use crate::log;
+use crate::origin::Origin;
 use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFuture};
 
 /// What a request takes with it to the origin.
@@ -77,12 +77,12 @@ enum Next<ReqB, ResB> {
 /// no reference count.
 pub(crate) struct Exchange<'a, S, ReqB, ResB> {
     shared: Cow<'a, Arc<Shared>>,
-    inner: Cow<'a, Arc<Mutex<S>>>,
+    inner: Cow<'a, Arc<Origin<S>>>,
     _bodies: PhantomData<fn(ReqB) -> ResB>,
 }
 
 impl<'a, S, ReqB, ResB> Exchange<'a, S, ReqB, ResB> {
-    pub(crate) fn new(shared: &'a Arc<Shared>, inner: &'a Arc<Mutex<S>>) -> Self {
+    pub(crate) fn new(shared: &'a Arc<Shared>, inner: &'a Arc<Origin<S>>) -> Self {
         Exchange {
             shared: Cow::Borrowed(shared),
             inner: Cow::Borrowed(inner),
@@ -148,12 +148,8 @@ where
     /// Waits for the inner service to be ready and calls it, holding it in between.
     async fn call_origin(&self, request: Request<ReqB>) -> Result<Response<ResB>, S::Error> {
         let future = {
-            let mut inner = self.inner.lock().await;
-            poll_fn(|cx| inner.poll_ready(cx)).await?;
-            // The reservation is used; the next `poll_ready` must ask the inner service again.
-            self.shared
-                .inner_reserved
-                .store(false, std::sync::atomic::Ordering::Release);
+            let mut inner = poll_fn(|cx| self.inner.poll_acquire(cx)).await?;
+            self.inner.used();
             inner.call(request)
         };
         future.await

@@ -2,7 +2,6 @@
 //! [`CacheService`].
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,10 +76,6 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) background_revalidation: bool,
     pub(crate) max_body_size: Option<u64>,
-    /// Whether the inner service holds a readiness reservation that no call has used yet: set
-    /// when its `poll_ready` says ready, cleared by the call that uses it. While it is set,
-    /// `poll_ready` answers without taking the inner service's lock.
-    pub(crate) inner_reserved: AtomicBool,
 }
 
 impl Shared {
@@ -106,7 +101,6 @@ impl Shared {
             in_flight: Arc::default(),
             background_revalidation: config.background_revalidation,
             max_body_size: config.max_body_size,
-            inner_reserved: AtomicBool::new(false),
         }
     }
 

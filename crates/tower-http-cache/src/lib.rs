@@ -105,6 +105,7 @@ mod key;
 mod layer;
 mod log;
 mod options;
+mod origin;
 mod service;
 mod status;
 

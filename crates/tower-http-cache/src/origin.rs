@@ -1,0 +1,119 @@
+//! [`Origin`]: the inner service, shared by the clones of a [`CacheService`] and their
+//! response futures without a `Clone` bound.
+//!
+//! [`CacheService`]: crate::CacheService
+
+use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use tower_service::Service;
+
+/// The inner service behind a mutex that is held only to poll its readiness or call it, never
+/// while waiting: nobody can hold it up by stopping polling.
+///
+/// Many tasks may wait for the inner service to become ready, but a service keeps only one
+/// waker (tower's `ConcurrencyLimit` keeps the last one). So the inner service is always polled
+/// with one shared waker that wakes every waiting task: none of them loses its wake-up, even
+/// when the task the inner service last saw is gone.
+pub(crate) struct Origin<S> {
+    service: Mutex<S>,
+    waiters: Arc<Waiters>,
+    /// The waker the inner service is polled with: it wakes all of `waiters`.
+    waker: Waker,
+    /// Whether the inner service holds a readiness reservation that no call has used yet: set
+    /// when its `poll_ready` says ready, cleared by the call that uses it. While it is set,
+    /// [`CacheService::poll_ready`](crate::CacheService) answers without the lock, and a hit
+    /// leaves the reservation for the next request that goes to the origin.
+    reserved: AtomicBool,
+}
+
+/// The tasks waiting for the inner service to become ready.
+#[derive(Default)]
+struct Waiters {
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waker>> {
+        // A list of wakers stays valid whatever panicked while it was held.
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut wakers = self.lock();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
+    fn unregister(&self, waker: &Waker) {
+        self.lock().retain(|w| !w.will_wake(waker));
+    }
+}
+
+impl Wake for Waiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakers = mem::take(&mut *self.lock());
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl<S> Origin<S> {
+    pub(crate) fn new(service: S) -> Self {
+        let waiters = Arc::new(Waiters::default());
+        Origin {
+            service: Mutex::new(service),
+            waker: Waker::from(waiters.clone()),
+            waiters,
+            reserved: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a reservation made by an earlier `poll_ready` is still unused.
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Polls the inner service's readiness for the task of `cx`; once it is ready, returns it
+    /// still locked, for the caller to call it at once.
+    pub(crate) fn poll_acquire<Req>(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<MutexGuard<'_, S>, S::Error>>
+    where
+        S: Service<Req>,
+    {
+        // Poisoned: a panic in the inner service's `poll_ready` or `call`; its state is its
+        // own business, as it would be without the cache in front of it.
+        let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
+        // Registered before polling: a wake-up from another thread between the poll and the
+        // registration would otherwise be lost.
+        self.waiters.register(cx.waker());
+        let result = service.poll_ready(&mut Context::from_waker(&self.waker));
+        if result.is_ready() {
+            self.waiters.unregister(cx.waker());
+        }
+        match result {
+            Poll::Ready(Ok(())) => {
+                self.reserved.store(true, Ordering::Release);
+                Poll::Ready(Ok(service))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Records that the reservation was used by a call: the next `poll_ready` must ask the
+    /// inner service again.
+    pub(crate) fn used(&self) {
+        self.reserved.store(false, Ordering::Release);
+    }
+}
