@@ -4,7 +4,7 @@
 //! [`CacheService`]: crate::CacheService
 
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -33,6 +33,9 @@ pub(crate) struct Origin<S> {
 #[derive(Default)]
 struct Waiters {
     wakers: Mutex<Vec<Waker>>,
+    /// Counts the inner service's wake-ups, so that a task that registers just after one can
+    /// tell it missed it.
+    generation: AtomicU64,
 }
 
 impl Waiters {
@@ -41,15 +44,17 @@ impl Waiters {
         self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Adds the waker of a task the inner service is not ready for. The list only ever holds
+    /// such tasks, and is emptied by the next wake-up.
     fn register(&self, waker: &Waker) {
         let mut wakers = self.lock();
         if !wakers.iter().any(|w| w.will_wake(waker)) {
             wakers.push(waker.clone());
         }
-    }
-
-    fn unregister(&self, waker: &Waker) {
-        self.lock().retain(|w| !w.will_wake(waker));
     }
 }
 
@@ -59,6 +64,7 @@ impl Wake for Waiters {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let wakers = mem::take(&mut *self.lock());
         for waker in wakers {
             waker.wake();
@@ -94,20 +100,22 @@ impl<S> Origin<S> {
         // Poisoned: a panic in the inner service's `poll_ready` or `call`; its state is its
         // own business, as it would be without the cache in front of it.
         let mut service = self.service.lock().unwrap_or_else(PoisonError::into_inner);
-        // Registered before polling: a wake-up from another thread between the poll and the
-        // registration would otherwise be lost.
-        self.waiters.register(cx.waker());
-        let result = service.poll_ready(&mut Context::from_waker(&self.waker));
-        if result.is_ready() {
-            self.waiters.unregister(cx.waker());
-        }
-        match result {
+        let generation = self.waiters.generation();
+        match service.poll_ready(&mut Context::from_waker(&self.waker)) {
             Poll::Ready(Ok(())) => {
                 self.reserved.store(true, Ordering::Release);
                 Poll::Ready(Ok(service))
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.waiters.register(cx.waker());
+                if self.waiters.generation() != generation {
+                    // The inner service woke its waiters between its poll and this
+                    // registration: this task missed it, so it polls again.
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
         }
     }
 
