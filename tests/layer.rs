@@ -310,6 +310,17 @@ async fn rfc9111_5_2_1_7_only_if_cached_answers_504_without_the_origin() {
         .await;
     assert_eq!(post.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(h.origin.hits(), 1);
+
+    // An explicit mode that skips the stored responses wins over the header.
+    let reload = h
+        .send(
+            h.request("GET", "/nothing")
+                .header("cache-control", "only-if-cached")
+                .extension(CacheMode::Reload),
+        )
+        .await;
+    assert_eq!(reload.status, StatusCode::OK);
+    assert_eq!(h.origin.hits(), 2);
 }
 
 #[tokio::test]

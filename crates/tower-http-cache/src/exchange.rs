@@ -283,8 +283,10 @@ where
         let lookup = if cacheable && reads_cache {
             self.lookup_policy(context.mode)
                 .lookup(&request, &candidates, now)
-        } else if only_if_cached(request.headers()) {
+        } else if reads_cache && only_if_cached(request.headers()) {
             // RFC 9111 §5.2.1.7: not even a request the cache cannot answer goes to the origin.
+            // (A request whose CacheMode skips the stored responses goes there as its mode
+            // says: the explicit mode wins over the header.)
             Lookup::GatewayTimeout
         } else if !cacheable {
             Lookup::Forward(cache_policy::ForwardReason::Method)

@@ -36,15 +36,17 @@ pub(crate) fn shared_default_key(uri: &Uri) -> Arc<str> {
     thread_local! {
         static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
     }
-    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => {
-            buffer.clear();
-            write_default_key(uri, &mut buffer);
-            Arc::from(buffer.as_str())
-        }
-        // Only reachable from a key function that itself computes a default key.
-        Err(_) => Arc::from(default_key(uri)),
-    })
+    let shared = BUFFER.try_with(|buffer| {
+        let mut buffer = buffer.try_borrow_mut().ok()?;
+        buffer.clear();
+        write_default_key(uri, &mut buffer);
+        Some(Arc::from(buffer.as_str()))
+    });
+    // Without the buffer (a thread being torn down): the plain way.
+    shared
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Arc::from(default_key(uri)))
 }
 
 fn write_default_key(uri: &Uri, key: &mut String) {
@@ -56,31 +58,25 @@ fn write_default_key(uri: &Uri, key: &mut String) {
     } else {
         None
     };
-    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path = uri.path();
+    let query = uri.query();
     key.reserve(
-        scheme.len() + 3 + uri.authority().map_or(0, |a| a.as_str().len()) + path_and_query.len(),
+        scheme.len()
+            + 3
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
     );
     push_lowercase(key, scheme);
     key.push_str("://");
     match uri.authority() {
-        // The common authority, `host[:port]` without user information, is written as it is,
-        // minus a default port.
-        Some(authority) if !authority.as_str().contains('@') => {
-            let host_and_port = authority.as_str();
-            // Most authorities carry no port: no need to parse one.
-            let port = if host_and_port.ends_with(']') || !host_and_port.contains(':') {
-                None
-            } else {
-                authority.port_u16()
-            };
-            let written = if port.is_some() && port == default_port {
-                host_and_port
-                    .rsplit_once(':')
-                    .map_or(host_and_port, |(host, _)| host)
-            } else {
-                host_and_port
-            };
-            push_lowercase(key, written);
+        // The common authority, a host without user information or port (an IPv6 literal
+        // ends with `]`), is written as it is.
+        Some(authority)
+            if !authority.as_str().contains('@')
+                && (authority.as_str().ends_with(']') || !authority.as_str().contains(':')) =>
+        {
+            push_lowercase(key, authority.as_str());
         }
         _ => {
             push_lowercase(key, uri.host().unwrap_or_default());
@@ -90,7 +86,11 @@ fn write_default_key(uri: &Uri, key: &mut String) {
             }
         }
     }
-    key.push_str(path_and_query);
+    key.push_str(path);
+    if let Some(query) = query {
+        key.push('?');
+        key.push_str(query);
+    }
 }
 
 /// Appends `s` in ASCII lowercase (schemes and hosts compare case-insensitively, RFC 3986
@@ -126,6 +126,10 @@ mod tests {
             ("http://127.0.0.1:3000/?", "http://127.0.0.1:3000/?"),
             ("http://example.com:080/", "http://example.com/"),
             ("http://[::1]/", "http://[::1]/"),
+            ("http://example.com?x", "http://example.com/?x"),
+            ("http://example.com:/x", "http://example.com/x"),
+            ("http://example.com:08080/x", "http://example.com:8080/x"),
+            ("http://example.com:0080/x", "http://example.com/x"),
         ] {
             let uri = Uri::try_from(uri).expect("uri");
             assert_eq!(default_key(&uri), key, "{uri}");

@@ -17,10 +17,12 @@ pub enum CacheMode {
     /// RFC 9111 rules: reuse what is fresh, revalidate what is stale, store what is storable.
     #[default]
     Default,
-    /// Neither look up nor store: the request goes to the origin as if there were no cache.
+    /// Neither look up nor store: the request goes to the origin as if there were no cache,
+    /// even with `Cache-Control: only-if-cached` (the mode wins over the header).
     /// Invalidation after unsafe methods still happens.
     NoStore,
-    /// Do not look up, go to the origin, and store the response if storable ("reload").
+    /// Do not look up, go to the origin (even with `only-if-cached`), and store the response if
+    /// storable ("reload").
     Reload,
     /// Look up, but always revalidate with the origin before reuse (like `Cache-Control:
     /// no-cache` on the request).
