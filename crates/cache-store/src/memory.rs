@@ -9,7 +9,8 @@ use cache_policy::{ParsedResponse, StoredResponse};
 use lru::LruCache;
 
 use crate::{
-    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+    BoxFuture, Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId,
+    WriteOptions,
 };
 
 /// Fixed cost counted for every variant besides its key, header lines and body: the LRU's
@@ -284,13 +285,13 @@ impl Inner {
     }
 
     /// The live variants of `key`, marking it recently used.
-    fn read(&self, key: &str) -> Vec<StoredEntry> {
+    fn read(&self, key: &str) -> Entries {
         // Under the lock, only what it takes to share the variant list.
         let Some(variants) = self.lock().map.get(key).cloned() else {
-            return Vec::new();
+            return Entries::new();
         };
         let now = Instant::now();
-        let entries: Vec<StoredEntry> = variants
+        let entries: Entries = variants
             .list
             .iter()
             .filter(|v| v.expires > now)
@@ -317,10 +318,14 @@ fn expires_after(ttl: Duration) -> Instant {
 
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
-        Box::pin(std::future::ready(Ok(self.inner.read(key))))
+        Box::pin(std::future::ready(Ok(self
+            .inner
+            .read(key)
+            .into_iter()
+            .collect())))
     }
 
-    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
         Some(Ok(self.inner.read(key)))
     }
 

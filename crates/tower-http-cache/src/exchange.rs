@@ -12,7 +12,9 @@ use cache_policy::{
     effective_uri, CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation,
     Serve, Update,
 };
-use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use cache_store::{
+    Entries, EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -28,7 +30,7 @@ use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFu
 /// What a request takes with it to the origin.
 struct Trip {
     /// The stored variants for the key, which a 304 or an error may still use.
-    candidates: Vec<StoredEntry>,
+    candidates: Entries,
     /// The validators to send, when revalidating.
     revalidation: Option<Revalidation>,
     /// Held by the coalescing leader until its response is stored or passed through.
@@ -128,11 +130,14 @@ fn only_if_cached(headers: &HeaderMap) -> bool {
 }
 
 /// The candidates a store read gave; a failing store is an empty cache.
-fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEntry> {
-    read.unwrap_or_else(|error| {
-        log::store_error("get", &error);
-        Vec::new()
-    })
+fn candidates_or_log(read: Result<impl Into<Entries>, StoreError>) -> Entries {
+    match read {
+        Ok(entries) => entries.into(),
+        Err(error) => {
+            log::store_error("get", &error);
+            Entries::new()
+        }
+    }
 }
 
 impl<'a, S, ReqB, ResB> Exchange<'a, S, ReqB, ResB>
@@ -211,7 +216,7 @@ where
         let read_now = if context.reads_cache() {
             self.shared.store.get_now(&context.key)
         } else {
-            Some(Ok(Vec::new()))
+            Some(Ok(Entries::new()))
         };
         match read_now {
             Some(read) => match self.decide(request, context, candidates_or_log(read), true) {
@@ -241,12 +246,11 @@ where
     }
 
     /// Reads the candidates for the key; a failing store is an empty cache.
-    async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
-        let read = match self.shared.store.get_now(key) {
-            Some(read) => read,
-            None => self.shared.store.get(key).await,
-        };
-        candidates_or_log(read)
+    async fn candidates(&self, key: &str) -> Entries {
+        match self.shared.store.get_now(key) {
+            Some(read) => candidates_or_log(read),
+            None => candidates_or_log(self.shared.store.get(key).await),
+        }
     }
 
     /// Reads the store, then answers or goes to the origin as [`decide`](Self::decide) says.
@@ -259,7 +263,7 @@ where
         let candidates = if context.reads_cache() {
             self.candidates(&context.key).await
         } else {
-            Vec::new()
+            Entries::new()
         };
         match self.decide(request, context, candidates, may_coalesce) {
             Next::Respond(response) => Ok(response),
@@ -274,7 +278,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        mut candidates: Vec<StoredEntry>,
+        mut candidates: Entries,
         may_coalesce: bool,
     ) -> Next<ReqB, ResB> {
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
@@ -726,7 +730,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        candidates: Vec<StoredEntry>,
+        candidates: Entries,
         revalidation: Revalidation,
     ) {
         let leader = match self.shared.in_flight.join(&context.key) {
