@@ -70,12 +70,9 @@ fn write_default_key(uri: &Uri, key: &mut String) {
     push_lowercase(key, scheme);
     key.push_str("://");
     match uri.authority() {
-        // The common authority, a host without user information or port (an IPv6 literal
-        // ends with `]`), is written as it is.
-        Some(authority)
-            if !authority.as_str().contains('@')
-                && (authority.as_str().ends_with(']') || !authority.as_str().contains(':')) =>
-        {
+        // The common authority, a host without user information or port, is written as it is
+        // (an IPv6 literal, which has colons, takes the general way below).
+        Some(authority) if !authority.as_str().bytes().any(|b| b == b'@' || b == b':') => {
             push_lowercase(key, authority.as_str());
         }
         _ => {
@@ -98,7 +95,9 @@ fn write_default_key(uri: &Uri, key: &mut String) {
 fn push_lowercase(key: &mut String, s: &str) {
     let start = key.len();
     key.push_str(s);
-    key[start..].make_ascii_lowercase();
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        key[start..].make_ascii_lowercase();
+    }
 }
 
 #[cfg(test)]
