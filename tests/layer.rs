@@ -714,6 +714,52 @@ async fn per_request_key_and_ttl_override() {
     assert_eq!(second.cache.key.as_deref(), Some("shared-key"));
 }
 
+/// §4.4 by key: an unsafe request carrying a `CacheKey` invalidates what is stored under that
+/// key; one without it invalidates only its target URI's key.
+#[tokio::test]
+async fn rfc9111_4_4_an_unsafe_request_with_a_cache_key_invalidates_that_key() {
+    let n = counter();
+    let h = harness(
+        move |request, _| {
+            if request.method != http::Method::GET {
+                return ok("no-store", "updated");
+            }
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            ok("max-age=600", if i == 0 { "v0" } else { "v1" })
+        },
+        |layer| layer,
+    )
+    .await;
+    let send = |method: &str, path: &str, key: Option<&str>| {
+        let mut request = h
+            .request(method, path)
+            .body(Full::default())
+            .expect("request");
+        if let Some(key) = key {
+            request.extensions_mut().insert(CacheKey(key.into()));
+        }
+        h.send_request(request)
+    };
+    assert_eq!(
+        send("GET", "/profile?s=1", Some("profile-42")).await.body,
+        "v0"
+    );
+    let hit = send("GET", "/profile?s=2", Some("profile-42")).await;
+    assert_eq!(hit.cache.outcome, CacheOutcome::Hit);
+
+    // Without the key, a PUT to the resource reaches only its URI's key.
+    send("PUT", "/profile", None).await;
+    let still = send("GET", "/profile?s=3", Some("profile-42")).await;
+    assert_eq!(still.cache.outcome, CacheOutcome::Hit);
+    assert_eq!(still.body, "v0");
+
+    // With it, the stored response is gone.
+    send("PUT", "/profile", Some("profile-42")).await;
+    let fresh = send("GET", "/profile?s=4", Some("profile-42")).await;
+    assert_eq!(fresh.cache.outcome, CacheOutcome::Miss);
+    assert_eq!(fresh.body, "v1");
+}
+
 #[tokio::test]
 async fn origin_form_requests_with_a_host_header_are_cached() {
     let h = harness(|_, _| ok("max-age=60", "hello"), |layer| layer).await;

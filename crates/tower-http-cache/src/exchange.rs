@@ -113,6 +113,8 @@ struct Keyed {
     /// [`BodyKeyLayer`](crate::BodyKeyLayer) derives from the body). A POST response is never
     /// reused for a POST with another body.
     cacheable: bool,
+    /// Whether the key came from a [`CacheKey`] rather than from the target URI.
+    explicit_key: bool,
 }
 
 impl Keyed {
@@ -207,6 +209,7 @@ where
         };
         let context = Keyed {
             key,
+            explicit_key: explicit_key.is_some(),
             mode,
             ttl: request.extensions().get::<CacheTtl>().map(|ttl| ttl.0),
             cacheable,
@@ -540,8 +543,15 @@ where
 
         let decision =
             policy.after_response(&head, &response, request_time, response_time, &candidates);
-        for uri in &decision.invalidate {
-            let key = self.shared.key_for(uri);
+        // RFC 9111 §4.4, by key: the target's, and its explicit `CacheKey` if it has one (the
+        // stored responses of that key describe the same resource, by the caller's choice).
+        let explicit =
+            (context.explicit_key && !decision.invalidate.is_empty()).then(|| context.key.clone());
+        let keys = decision
+            .invalidate
+            .iter()
+            .map(|uri| self.shared.key_for(uri));
+        for key in keys.chain(explicit) {
             if let Err(error) = self.shared.store.remove(&key, None).await {
                 log::store_error("invalidate", &error);
             }

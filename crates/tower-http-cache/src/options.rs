@@ -57,6 +57,11 @@ pub struct CacheTtl(pub Duration);
 /// Overrides the primary cache key of this request. Requests with the same key share stored
 /// responses (subject to method and `Vary`), so make it as specific as the target URI.
 ///
+/// Invalidation (RFC 9111 §4.4) follows keys: an unsafe request (PUT, POST, DELETE, …) that
+/// succeeds removes what is stored under its target URI's key and, when it carries a
+/// `CacheKey`, under that key too. Responses stored under a custom key are therefore
+/// invalidated by unsafe requests that carry the same `CacheKey`, not by those that do not.
+///
 /// ```
 /// use tower_http_cache::CacheKey;
 ///
