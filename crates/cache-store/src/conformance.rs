@@ -271,7 +271,7 @@ async fn put_seeded<S: Store + ?Sized>(
 /// that every check covers that path too, else [`Store::get`].
 async fn get<S: Store + ?Sized>(store: &S, key: &str) -> Vec<StoredEntry> {
     match store.get_now(key) {
-        Some(result) => result.expect("get_now failed").into_iter().collect(),
+        Some(result) => result.expect("get_now failed"),
         None => store.get(key).await.expect("get failed"),
     }
 }

@@ -49,7 +49,6 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
-mod entries;
 mod error;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
@@ -61,7 +60,6 @@ mod variant;
 
 pub use body::StoredBody;
 pub use cache_policy::{ParsedResponse, StoredResponse};
-pub use entries::{Entries, IntoIter};
 pub use error::StoreError;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]

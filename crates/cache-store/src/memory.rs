@@ -9,8 +9,7 @@ use cache_policy::{ParsedResponse, StoredResponse};
 use lru::LruCache;
 
 use crate::{
-    BoxFuture, Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId,
-    WriteOptions,
+    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
 };
 
 /// Fixed cost counted for every variant besides its key, header lines and body: the LRU's
@@ -285,13 +284,13 @@ impl Inner {
     }
 
     /// The live variants of `key`, marking it recently used.
-    fn read(&self, key: &str) -> Entries {
+    fn read(&self, key: &str) -> Vec<StoredEntry> {
         // Under the lock, only what it takes to share the variant list.
         let Some(variants) = self.lock().map.get(key).cloned() else {
-            return Entries::new();
+            return Vec::new();
         };
         let now = Instant::now();
-        let entries: Entries = variants
+        let entries: Vec<StoredEntry> = variants
             .list
             .iter()
             .filter(|v| v.expires > now)
@@ -318,14 +317,10 @@ fn expires_after(ttl: Duration) -> Instant {
 
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
-        Box::pin(std::future::ready(Ok(self
-            .inner
-            .read(key)
-            .into_iter()
-            .collect())))
+        Box::pin(std::future::ready(Ok(self.inner.read(key))))
     }
 
-    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
         Some(Ok(self.inner.read(key)))
     }
 

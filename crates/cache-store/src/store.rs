@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cache_policy::{Candidate, ParsedResponse, StoredResponse};
 
-use crate::{Entries, StoreError, StoredBody, VariantId};
+use crate::{StoreError, StoredBody, VariantId};
 
 /// A boxed, `Send` future, the return type of the object-safe [`Store`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -208,7 +208,7 @@ pub trait Store: Send + Sync + 'static {
     /// let entries = store.get_now("https://example.com/").expect("answers at once");
     /// assert!(entries.expect("a memory store does not fail").is_empty());
     /// ```
-    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
         let _ = key;
         None
     }
@@ -273,7 +273,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).get(key)
     }
 
-    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
         (**self).get_now(key)
     }
 

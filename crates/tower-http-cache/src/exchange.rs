@@ -12,9 +12,7 @@ use cache_policy::{
     effective_uri, CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation,
     Serve, Update,
 };
-use cache_store::{
-    Entries, EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
-};
+use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -30,7 +28,7 @@ use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFu
 /// What a request takes with it to the origin.
 struct Trip {
     /// The stored variants for the key, which a 304 or an error may still use.
-    candidates: Entries,
+    candidates: Vec<StoredEntry>,
     /// The validators to send, when revalidating.
     revalidation: Option<Revalidation>,
     /// Held by the coalescing leader until its response is stored or passed through.
@@ -132,14 +130,11 @@ fn only_if_cached(headers: &HeaderMap) -> bool {
 }
 
 /// The candidates a store read gave; a failing store is an empty cache.
-fn candidates_or_log(read: Result<impl Into<Entries>, StoreError>) -> Entries {
-    match read {
-        Ok(entries) => entries.into(),
-        Err(error) => {
-            log::store_error("get", &error);
-            Entries::new()
-        }
-    }
+fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEntry> {
+    read.unwrap_or_else(|error| {
+        log::store_error("get", &error);
+        Vec::new()
+    })
 }
 
 impl<'a, S, ReqB, ResB> Exchange<'a, S, ReqB, ResB>
@@ -219,7 +214,7 @@ where
         let read_now = if context.reads_cache() {
             self.shared.store.get_now(&context.key)
         } else {
-            Some(Ok(Entries::new()))
+            Some(Ok(Vec::new()))
         };
         match read_now {
             Some(read) => match self.decide(request, context, candidates_or_log(read), true) {
@@ -249,11 +244,12 @@ where
     }
 
     /// Reads the candidates for the key; a failing store is an empty cache.
-    async fn candidates(&self, key: &str) -> Entries {
-        match self.shared.store.get_now(key) {
-            Some(read) => candidates_or_log(read),
-            None => candidates_or_log(self.shared.store.get(key).await),
-        }
+    async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
+        let read = match self.shared.store.get_now(key) {
+            Some(read) => read,
+            None => self.shared.store.get(key).await,
+        };
+        candidates_or_log(read)
     }
 
     /// Reads the store, then answers or goes to the origin as [`decide`](Self::decide) says.
@@ -266,7 +262,7 @@ where
         let candidates = if context.reads_cache() {
             self.candidates(&context.key).await
         } else {
-            Entries::new()
+            Vec::new()
         };
         match self.decide(request, context, candidates, may_coalesce) {
             Next::Respond(response) => Ok(response),
@@ -281,7 +277,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        mut candidates: Entries,
+        mut candidates: Vec<StoredEntry>,
         may_coalesce: bool,
     ) -> Next<ReqB, ResB> {
         let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
@@ -740,7 +736,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        candidates: Entries,
+        candidates: Vec<StoredEntry>,
         revalidation: Revalidation,
     ) {
         let leader = match self.shared.in_flight.join(&context.key) {
