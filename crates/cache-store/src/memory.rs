@@ -285,21 +285,24 @@ impl Inner {
 
     /// The live variants of `key`, marking it recently used.
     fn read(&self, key: &str) -> Vec<StoredEntry> {
-        // Under the lock, only what it takes to share the variant list.
-        let Some(variants) = self.lock().map.get(key).cloned() else {
-            return Vec::new();
-        };
         let now = Instant::now();
-        let entries: Vec<StoredEntry> = variants
-            .list
-            .iter()
-            .filter(|v| v.expires > now)
-            .map(|v| StoredEntry {
-                variant: v.id.clone(),
-                response: v.response.clone(),
-                body: StoredBody::full(v.body.clone()),
-            })
-            .collect();
+        let entries: Vec<StoredEntry> = {
+            let mut lru = self.lock();
+            let Some(variants) = lru.map.get(key) else {
+                return Vec::new();
+            };
+            // Copied under the lock: a few reference counts, cheaper than sharing the list.
+            variants
+                .list
+                .iter()
+                .filter(|v| v.expires > now)
+                .map(|v| StoredEntry {
+                    variant: v.id.clone(),
+                    response: v.response.clone(),
+                    body: StoredBody::full(v.body.clone()),
+                })
+                .collect()
+        };
         if entries.is_empty() {
             // Every variant expired: give the room back now.
             self.modify(key, |_| {});
