@@ -257,6 +257,39 @@ async fn a_handle_that_stops_polling_holds_nobody_up_and_no_waiter_loses_its_wak
     drop(quitter);
 }
 
+/// Many tasks on several threads waiting for a concurrency-limited inner service: every one is
+/// woken in turn (none loses its wake-up to another waiter), and every call has its permit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiters_on_a_concurrency_limit_across_threads_all_get_through() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = ServiceBuilder::new()
+        .layer(CacheLayer::new(tower_http_cache::MemoryStore::default()).coalesce(None))
+        .concurrency_limit(2)
+        .service(Counting {
+            calls: calls.clone(),
+        });
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = Request::get(format!("http://example.test/many/{i}"))
+                .body(Full::default())
+                .expect("request");
+            let response = service.oneshot(request).await.expect("infallible");
+            Answer::read(response).await.body
+        }));
+    }
+    let all = async {
+        for task in tasks {
+            assert_eq!(task.await.expect("task"), "counted");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("every waiter got through");
+    assert_eq!(calls.load(Ordering::SeqCst), 64);
+}
+
 /// A store that is down: every operation fails.
 struct DownStore;
 
