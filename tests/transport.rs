@@ -13,7 +13,7 @@ use bytes::Bytes;
 use cache_workspace::answer::Answer;
 use cache_workspace::origin::{self, full, Origin};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_cache::store::{
     BoxFuture, EntryWriter, ParsedResponse, StoreError, StoredEntry, VariantId, WriteOptions,
@@ -46,37 +46,46 @@ impl Service<Request<Full<Bytes>>> for Counting {
     }
 }
 
-#[tokio::test]
-async fn a_non_clone_inner_service_behind_a_concurrency_limit_keeps_its_readiness_contract() {
+/// Sends GET requests for `paths` at once, each in its own task, through the cache over a
+/// [`Counting`] service behind `concurrency_limit(limit)`, and returns the bodies and the
+/// number of origin calls.
+///
+/// `ConcurrencyLimit` panics if `call` comes without a reserved permit, so this also checks
+/// that every origin call is preceded by the inner service's own `poll_ready`.
+async fn through_a_concurrency_limit(limit: usize, paths: Vec<String>) -> (Vec<Bytes>, usize) {
     let calls = Arc::new(AtomicUsize::new(0));
-    // ConcurrencyLimit panics if `call` comes without a reserved permit, so this checks that
-    // every origin call is preceded by the inner service's own poll_ready.
     let service = ServiceBuilder::new()
         .layer(CacheLayer::new(tower_http_cache::MemoryStore::default()).coalesce(None))
-        .concurrency_limit(1)
+        .concurrency_limit(limit)
         .service(Counting {
             calls: calls.clone(),
         });
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let request = Request::get(format!("http://example.test/{}", i % 4))
-                .body(Full::default())
-                .expect("request");
-            let response = service.oneshot(request).await.expect("infallible");
-            response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-        }));
-    }
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let request = Request::get(format!("http://example.test{path}"))
+                    .body(Full::default())
+                    .expect("request");
+                let response = service.oneshot(request).await.expect("infallible");
+                Answer::read(response).await.body
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
     for task in tasks {
-        assert_eq!(task.await.expect("task"), "counted");
+        bodies.push(task.await.expect("task"));
     }
-    assert!(calls.load(Ordering::SeqCst) >= 4);
+    (bodies, calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_non_clone_inner_service_behind_a_concurrency_limit_keeps_its_readiness_contract() {
+    let paths = (0..8).map(|i| format!("/{}", i % 4)).collect();
+    let (bodies, calls) = through_a_concurrency_limit(1, paths).await;
+    assert!(bodies.iter().all(|body| body == "counted"));
+    assert!(calls >= 4);
 }
 
 /// An inner service whose readiness is a permit, as tower's `ConcurrencyLimit` hands out: it is
@@ -261,33 +270,16 @@ async fn a_handle_that_stops_polling_holds_nobody_up_and_no_waiter_loses_its_wak
 /// woken in turn (none loses its wake-up to another waiter), and every call has its permit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_waiters_on_a_concurrency_limit_across_threads_all_get_through() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let service = ServiceBuilder::new()
-        .layer(CacheLayer::new(tower_http_cache::MemoryStore::default()).coalesce(None))
-        .concurrency_limit(2)
-        .service(Counting {
-            calls: calls.clone(),
-        });
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let request = Request::get(format!("http://example.test/many/{i}"))
-                .body(Full::default())
-                .expect("request");
-            let response = service.oneshot(request).await.expect("infallible");
-            Answer::read(response).await.body
-        }));
-    }
-    let all = async {
-        for task in tasks {
-            assert_eq!(task.await.expect("task"), "counted");
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), all)
-        .await
-        .expect("every waiter got through");
-    assert_eq!(calls.load(Ordering::SeqCst), 64);
+    let paths = (0..64).map(|i| format!("/many/{i}")).collect();
+    let (bodies, calls) = tokio::time::timeout(
+        Duration::from_secs(30),
+        through_a_concurrency_limit(2, paths),
+    )
+    .await
+    .expect("every waiter got through");
+    assert_eq!(bodies.len(), 64);
+    assert!(bodies.iter().all(|body| body == "counted"));
+    assert_eq!(calls, 64);
 }
 
 /// A store that is down: every operation fails.
