@@ -261,23 +261,26 @@ impl Inner {
 
     /// Replaces the variants of `key` by `change(current live variants)`, atomically with
     /// respect to other changes.
-    fn modify(&self, key: &str, change: impl FnOnce(&mut Vec<Arc<Variant>>)) {
+    ///
+    /// `key` is anything that reads as the key and can become the shared key the list stores
+    /// (a writer's `Arc<str>` moves in without a copy).
+    fn modify(
+        &self,
+        key: impl AsRef<str> + Into<Arc<str>>,
+        change: impl FnOnce(&mut Vec<Arc<Variant>>),
+    ) {
         let now = Instant::now();
         let mut lru = self.lock();
         let mut list: Vec<Arc<Variant>> = lru
             .map
-            .peek(key)
+            .peek(key.as_ref())
             .map(|v| v.list.iter().filter(|v| v.expires > now).cloned().collect())
             .unwrap_or_default();
         change(&mut list);
         let removed = if list.is_empty() {
-            lru.remove(key).into_iter().collect()
+            lru.remove(key.as_ref()).into_iter().collect()
         } else {
-            lru.put(
-                Arc::from(key),
-                Arc::new(Variants { list }),
-                self.max_capacity,
-            )
+            lru.put(key.into(), Arc::new(Variants { list }), self.max_capacity)
         };
         drop(lru);
         drop(removed);
@@ -338,7 +341,7 @@ impl Store for MemoryStore {
             Some(len) if len > limit => Err(StoreError::TooLarge { limit }),
             _ => Ok(Box::new(MemoryWriter {
                 inner: self.inner.clone(),
-                key: key.to_owned(),
+                key: Arc::from(key),
                 response,
                 ttl: options.ttl,
                 chunks: Vec::new(),
@@ -411,7 +414,7 @@ impl Store for MemoryStore {
 
 struct MemoryWriter {
     inner: Arc<Inner>,
-    key: String,
+    key: Arc<str>,
     response: ParsedResponse,
     ttl: Duration,
     chunks: Vec<Bytes>,
@@ -465,7 +468,7 @@ impl EntryWriter for MemoryWriter {
                 body,
                 expires: expires_after(this.ttl),
             });
-            this.inner.modify(&this.key, |list| {
+            this.inner.modify(this.key, |list| {
                 list.retain(|v| v.id != variant.id);
                 list.push(variant);
             });

@@ -579,7 +579,8 @@ where
                     status.detail = Some("not-reusable");
                     return Ok(self.finish(response.map(CacheBody::origin), status));
                 }
-                let too_large = match (self.shared.max_body_size, content_length(&response)) {
+                let announced_length = content_length(&response);
+                let too_large = match (self.shared.max_body_size, announced_length) {
                     (Some(max), Some(len)) => len > max,
                     _ => false,
                 };
@@ -600,7 +601,7 @@ where
                     .collect();
                 let options = WriteOptions {
                     ttl,
-                    content_length: content_length(&response),
+                    content_length: announced_length,
                 };
                 match self.shared.store.begin(&context.key, entry, options).await {
                     Ok(writer) => {
