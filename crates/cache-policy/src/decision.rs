@@ -357,9 +357,11 @@ pub enum NotStorable {
     /// The request carries `Authorization` and the response does not allow a shared cache to
     /// store it (§3.5).
     Authorization,
-    /// `Vary: *` never matches a later request (§4.1); neither does a `Vary` member that is
-    /// not a valid field name.
+    /// `Vary: *` never matches a later request (§4.1).
     VaryStar,
+    /// A `Vary` member is not a valid field name, so no later request can be compared on it
+    /// (§4.1): the response never matches either.
+    InvalidVary,
     /// Nothing makes the response reusable: no explicit freshness, no heuristics, no `public`
     /// or `private` (§3, "at least one of").
     NoFreshnessInformation,
@@ -381,6 +383,7 @@ impl NotStorable {
             NotStorable::Private => "private",
             NotStorable::Authorization => "authorization",
             NotStorable::VaryStar => "vary-star",
+            NotStorable::InvalidVary => "invalid-vary",
             NotStorable::NoFreshnessInformation => "no-freshness-information",
             NotStorable::Range => "range",
         }

@@ -567,8 +567,8 @@ impl CachePolicy {
                 return Err(NotStorable::Status);
             }
         }
-        if vary::varies_on_everything(response.headers) {
-            return Err(NotStorable::VaryStar);
+        if let Some(reason) = vary::unmatchable(response.headers) {
+            return Err(reason);
         }
         if self.options.ignore_rules {
             return Ok(());

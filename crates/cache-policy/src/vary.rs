@@ -3,7 +3,7 @@
 use http::header::VARY;
 use http::{HeaderMap, HeaderValue};
 
-use crate::StoredResponse;
+use crate::{NotStorable, StoredResponse};
 
 /// The members of a comma-separated list spread over several field lines, with optional
 /// whitespace around each member removed and empty members skipped (RFC 9110 §5.6.1).
@@ -38,11 +38,20 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     list_members(headers.get_all(VARY).iter())
 }
 
-/// Whether `headers` carry `Vary: *`, which never matches a later request (RFC 9111 §4.1), or
-/// a `Vary` member that is not a field name: the response varies on something no request can
-/// be compared on, so it never matches either ([`matches`]) and is not worth storing.
-pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
-    vary_names(headers).any(|name| !is_field_name(name))
+/// Why a response's `Vary` can never match a later request, if it cannot: `Vary: *` (RFC 9111
+/// §4.1), or a member that is not a field name, which no request can be compared on either
+/// ([`matches`]). Such a response is not worth storing.
+pub(crate) fn unmatchable(headers: &HeaderMap) -> Option<NotStorable> {
+    let mut reason = None;
+    for name in vary_names(headers) {
+        if name == b"*" {
+            return Some(NotStorable::VaryStar);
+        }
+        if !is_field_name(name) {
+            reason = Some(NotStorable::InvalidVary);
+        }
+    }
+    reason
 }
 
 /// A field name (RFC 9110 §5.1: a token); `*` is not one here.

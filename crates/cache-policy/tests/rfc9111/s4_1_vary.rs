@@ -243,8 +243,14 @@ fn rfc9111_4_1_vary_member_that_is_not_a_field_name_is_treated_like_star() {
         let response = resp(200, &[("cache-control", "max-age=60"), ("vary", vary)]);
         assert_eq!(
             storability(&private(), &get(&[]), &response),
-            Some(cache_policy::NotStorable::VaryStar),
+            Some(cache_policy::NotStorable::InvalidVary),
             "{vary}"
         );
     }
+    // `*` anywhere says more than an invalid member.
+    let response = resp(200, &[("cache-control", "max-age=60"), ("vary", "a b, *")]);
+    assert_eq!(
+        storability(&private(), &get(&[]), &response),
+        Some(cache_policy::NotStorable::VaryStar)
+    );
 }
