@@ -70,10 +70,12 @@
 //! # What the cache does for one request
 //!
 //! 1. It computes the primary key ([`default_key`] of the target URI, or a [`CacheKey`]) and
-//!    reads the stored variants for it.
+//!    reads the stored variants for it. A store that holds its entries in memory answers at
+//!    once ([`Store::get_now`]), so a hit is decided inside `call` and its future is ready.
 //! 2. It asks the [`policy`] what to do and does it: serve a stored response, answer 304 to a
 //!    conditional request, answer 504 to `only-if-cached`, or go to the origin (with
-//!    validators when revalidating).
+//!    validators when revalidating). The origin call uses the readiness that `poll_ready`
+//!    reserved on the inner service (see [`CacheService`]).
 //! 3. It hands the origin's answer to the policy: store it (the body is teed into the store
 //!    while the caller reads it, and committed at its end), refresh stored responses after a
 //!    304, serve a stale response instead of an error, or pass it through; and invalidates
