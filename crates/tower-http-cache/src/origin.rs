@@ -29,6 +29,9 @@ pub(crate) struct Origin<S> {
     reserved: AtomicBool,
 }
 
+/// How many wakers [`Waiters`] keeps before it wakes them all.
+const MAX_WAITERS: usize = 4096;
+
 /// The tasks waiting for the inner service to become ready.
 #[derive(Default)]
 struct Waiters {
@@ -51,9 +54,24 @@ impl Waiters {
     /// Adds the waker of a task the inner service is not ready for. The list only ever holds
     /// such tasks, and is emptied by the next wake-up.
     fn register(&self, waker: &Waker) {
-        let mut wakers = self.lock();
-        if !wakers.iter().any(|w| w.will_wake(waker)) {
+        let overflow = {
+            let mut wakers = self.lock();
+            if wakers.iter().any(|w| w.will_wake(waker)) {
+                return;
+            }
+            // `will_wake` can miss that two wakers wake the same task, so a task polled again
+            // and again while it waits could grow the list: past this bound, every waiter is
+            // woken (a spurious wake-up is harmless) and the list starts again.
+            let overflow = if wakers.len() >= MAX_WAITERS {
+                mem::take(&mut *wakers)
+            } else {
+                Vec::new()
+            };
             wakers.push(waker.clone());
+            overflow
+        };
+        for waiter in overflow {
+            waiter.wake();
         }
     }
 }
