@@ -143,3 +143,46 @@ impl<S> Origin<S> {
         self.reserved.store(false, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_waiter_list_is_bounded_and_a_wake_up_reaches_every_waiter() {
+        let waiters = Arc::new(Waiters::default());
+        let counters: Vec<Arc<Counter>> = (0..=MAX_WAITERS)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        for counter in &counters {
+            waiters.register(&Waker::from(counter.clone()));
+        }
+        // The last registration found the list full: the others were woken, it was kept.
+        let woken = |c: &Arc<Counter>| c.0.load(Ordering::SeqCst);
+        assert!(counters[..MAX_WAITERS].iter().all(|c| woken(c) == 1));
+        assert_eq!(woken(&counters[MAX_WAITERS]), 0);
+        assert_eq!(waiters.lock().len(), 1);
+
+        // The same waker twice is kept once; a wake-up empties the list.
+        let first = Waker::from(counters[0].clone());
+        waiters.register(&first);
+        waiters.register(&first);
+        assert_eq!(waiters.lock().len(), 2);
+        Waker::from(waiters.clone()).wake_by_ref();
+        assert_eq!(woken(&counters[MAX_WAITERS]), 1);
+        assert_eq!(woken(&counters[0]), 2);
+        assert!(waiters.lock().is_empty());
+        assert_eq!(waiters.generation(), 1);
+    }
+}
