@@ -115,6 +115,17 @@ pub struct CachePolicy {
     options: PolicyOptions,
 }
 
+/// What orders stored responses from oldest to most recent (§4.1: "the most recent response,
+/// as determined by the Date header field"), read from the parsed `Date` when there is one.
+fn recency<C: Candidate>(candidate: &C) -> (SystemTime, SystemTime) {
+    let stored = candidate.stored_response();
+    let date = match candidate.parsed_response() {
+        Some(parsed) => parsed.facts().date,
+        None => date_value(stored),
+    };
+    (date, stored.response_time)
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(
         *method,
@@ -279,27 +290,25 @@ impl CachePolicy {
         candidates: &'c [C],
     ) -> (Option<(usize, &'c StoredResponse)>, bool) {
         let mut any_method_match = false;
-        let mut best: Option<(usize, &StoredResponse)> = None;
+        let mut best: Option<(usize, &'c C)> = None;
         for (index, candidate) in candidates.iter().enumerate() {
-            let candidate = candidate.stored_response();
-            if !method_allows(&candidate.method, request.method) {
+            let stored = candidate.stored_response();
+            if !method_allows(&stored.method, request.method) {
                 continue;
             }
             any_method_match = true;
-            if !vary::matches(candidate, request.headers) {
+            if !vary::matches(stored, request.headers) {
                 continue;
             }
             let newer = match best {
                 None => true,
-                Some((_, current)) => {
-                    (date_value(candidate), candidate.response_time)
-                        > (date_value(current), current.response_time)
-                }
+                Some((_, current)) => recency(candidate) > recency(current),
             };
             if newer {
                 best = Some((index, candidate));
             }
         }
+        let best = best.map(|(index, candidate)| (index, candidate.stored_response()));
         (best, any_method_match)
     }
 
