@@ -116,10 +116,15 @@ struct Keyed {
 }
 
 impl Keyed {
+    /// Whether the request's mode uses stored responses at all.
+    fn mode_reads_cache(&self) -> bool {
+        !matches!(self.mode, CacheMode::NoStore | CacheMode::Reload)
+    }
+
     /// Whether the store is read for this request: a cacheable request whose mode does not
     /// skip the stored responses.
     fn reads_cache(&self) -> bool {
-        self.cacheable && !matches!(self.mode, CacheMode::NoStore | CacheMode::Reload)
+        self.cacheable && self.mode_reads_cache()
     }
 }
 
@@ -280,12 +285,11 @@ where
         mut candidates: Vec<StoredEntry>,
         may_coalesce: bool,
     ) -> Next<ReqB, ResB> {
-        let reads_cache = !matches!(context.mode, CacheMode::NoStore | CacheMode::Reload);
+        let reads_cache = context.mode_reads_cache();
         let cacheable = context.cacheable;
-        let now = self.now();
-        let lookup = if cacheable && reads_cache {
+        let lookup = if context.reads_cache() {
             self.lookup_policy(context.mode)
-                .lookup(&request, &candidates, now)
+                .lookup(&request, &candidates, self.now())
         } else if reads_cache && only_if_cached(request.headers()) {
             // RFC 9111 §5.2.1.7: not even a request the cache cannot answer goes to the origin.
             // (A request whose CacheMode skips the stored responses goes there as its mode
