@@ -16,7 +16,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_cache::store::{
-    BoxFuture, EntryWriter, ParsedResponse, StoreError, StoredEntry, VariantId, WriteOptions,
+    BoxFuture, Entries, EntryWriter, ParsedResponse, StoreError, VariantId, WriteOptions,
 };
 use tower_http_cache::{CacheLayer, CacheOutcome, FsStore, Store};
 
@@ -290,7 +290,7 @@ fn down<T>() -> Result<T, StoreError> {
 }
 
 impl Store for DownStore {
-    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         Box::pin(async { down() })
     }
     fn begin<'a>(

@@ -42,6 +42,14 @@ impl StoredBody {
         }
     }
 
+    /// The bytes of a body held in memory; a streamed body is given back.
+    pub(crate) fn into_bytes(self) -> Result<Bytes, StoredBody> {
+        match self.kind {
+            Kind::Full(bytes) => Ok(bytes.unwrap_or_default()),
+            kind @ Kind::Stream { .. } => Err(StoredBody { kind }),
+        }
+    }
+
     /// A streamed body, of `len` bytes when known.
     pub fn stream<B>(body: B, len: Option<u64>) -> Self
     where

@@ -47,7 +47,7 @@ use cache_policy::StoredResponse;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body;
 
-use crate::{Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use crate::{Entries, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
 
 /// The limits a [`Harness`] configures its store with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,11 +269,18 @@ async fn put_seeded<S: Store + ?Sized>(
 
 /// Reads `key` the way a cache does: [`Store::get_now`] when the store answers at once, so
 /// that every check covers that path too, else [`Store::get`].
-async fn get<S: Store + ?Sized>(store: &S, key: &str) -> Vec<StoredEntry> {
+async fn get<S: Store + ?Sized>(store: &S, key: &str) -> Entries {
     match store.get_now(key) {
         Some(result) => result.expect("get_now failed"),
         None => store.get(key).await.expect("get failed"),
     }
+}
+
+/// The body of an entry read once.
+fn body_of(entry: &StoredEntry) -> StoredBody {
+    entry
+        .body()
+        .expect("the body of an entry read once is there")
 }
 
 /// The (variant, seed) pairs of what `get` returns, sorted.
@@ -282,8 +289,8 @@ async fn awaited_seeds<S: Store + ?Sized>(store: &S, key: &str) -> Vec<(VariantI
         .get(key)
         .await
         .expect("get failed")
-        .into_iter()
-        .map(|entry| (entry.variant, header_u64(&entry.response, "x-seed")))
+        .iter()
+        .map(|entry| (entry.variant.clone(), header_u64(&entry.response, "x-seed")))
         .collect();
     seen.sort();
     seen
@@ -338,17 +345,17 @@ pub async fn get_now_agrees_with_get<H: Harness>(harness: &H) {
 /// error or a body that does not match.
 pub async fn read_verified<S: Store + ?Sized>(store: &S, key: &str) -> Vec<(VariantId, u64)> {
     let mut seen = Vec::new();
-    for entry in get(store, key).await {
+    for entry in &get(store, key).await {
         let seed = header_u64(&entry.response, "x-seed");
         let len = header_u64(&entry.response, "x-len") as usize;
-        let body = read_body(entry.body).await.expect("body read failed");
+        let body = read_body(body_of(entry)).await.expect("body read failed");
         assert!(
             body == seeded_body(seed, len),
             "body of {key} does not match its metadata (seed {seed}, len {len}, got {} bytes)",
             body.len()
         );
         assert_eq!(entry.variant, VariantId::of(&entry.response));
-        seen.push((entry.variant, seed));
+        seen.push((entry.variant.clone(), seed));
     }
     seen.sort();
     seen
@@ -412,7 +419,7 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
 
     let entries = get(&store, KEY).await;
     assert_eq!(entries.len(), 1);
-    let entry = entries.into_iter().next().expect("one entry");
+    let entry = &entries[0];
     let lines = |map: &HeaderMap| -> Vec<(String, Vec<u8>)> {
         map.iter()
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
@@ -425,7 +432,7 @@ pub async fn metadata_round_trips<H: Harness>(harness: &H) {
     );
     assert_eq!(*entry.response.response(), response);
     assert_eq!(entry.variant, VariantId::of(&response));
-    assert_eq!(read_body(entry.body).await.expect("body"), body);
+    assert_eq!(read_body(body_of(entry)).await.expect("body"), body);
 }
 
 /// A multi-MiB body written in many uneven chunks reads back intact.
@@ -449,9 +456,10 @@ pub async fn streams_large_body<H: Harness>(harness: &H) {
 
     let entries = get(&store, KEY).await;
     assert_eq!(entries.len(), 1);
-    let entry = entries.into_iter().next().expect("one entry");
-    assert_eq!(entry.body.size_hint().exact(), Some(len as u64));
-    let read = read_body(entry.body).await.expect("body");
+    let entry = &entries[0];
+    let stored = body_of(entry);
+    assert_eq!(stored.size_hint().exact(), Some(len as u64));
+    let read = read_body(stored).await.expect("body");
     assert_eq!(read.len(), len);
     assert!(read == body, "large body differs");
 }
@@ -534,11 +542,11 @@ pub async fn update_keeps_body<H: Harness>(harness: &H) {
     let entries = get(&store, KEY).await;
     assert_eq!(entries.len(), 2, "update must keep the other variants");
     let mut found = false;
-    for entry in entries {
+    for entry in &entries {
         if entry.variant == en {
             found = true;
             assert_eq!(*entry.response.response(), updated, "metadata not updated");
-            assert_eq!(read_body(entry.body).await.expect("body"), body);
+            assert_eq!(read_body(body_of(entry)).await.expect("body"), body);
         } else {
             assert_eq!(header_u64(&entry.response, "x-seed"), 10);
         }
@@ -847,8 +855,8 @@ pub async fn body_survives_replace<H: Harness>(harness: &H) {
     assert_eq!(entries.len(), 1);
     put_seeded(&store, KEY, None, 2, len).await;
     store.remove(KEY, None).await.expect("remove");
-    for entry in entries {
-        if let Ok(body) = read_body(entry.body).await {
+    for entry in &entries {
+        if let Ok(body) = read_body(body_of(entry)).await {
             assert!(body == old, "an old handle yielded another version's bytes");
         }
     }
@@ -1046,7 +1054,7 @@ pub async fn matches_a_model<H: Harness>(harness: &H) {
         harness.settle(&store);
         for (k, key) in keys.iter().enumerate() {
             let mut found: Vec<(u64, Option<u64>)> = Vec::new();
-            for entry in get(&store, key).await {
+            for entry in &get(&store, key).await {
                 let marker = entry
                     .response
                     .headers
@@ -1055,7 +1063,7 @@ pub async fn matches_a_model<H: Harness>(harness: &H) {
                     .and_then(|v| v.parse().ok());
                 let seed = header_u64(&entry.response, "x-seed");
                 let len = header_u64(&entry.response, "x-len") as usize;
-                let body = read_body(entry.body).await.expect("body");
+                let body = read_body(body_of(entry)).await.expect("body");
                 assert!(body == seeded_body(seed, len), "step {step}: body mismatch");
                 found.push((seed, marker));
             }
@@ -1093,10 +1101,10 @@ pub async fn corrupt_entry_is_a_miss<H: Harness>(harness: &H) {
     if !harness.corrupt(&store, KEY) {
         return;
     }
-    for entry in get(&store, KEY).await {
+    for entry in &get(&store, KEY).await {
         let seed = header_u64(&entry.response, "x-seed");
         let len = header_u64(&entry.response, "x-len") as usize;
-        if let Ok(body) = read_body(entry.body).await {
+        if let Ok(body) = read_body(body_of(entry)).await {
             let verdict = if body == seeded_body(seed, len) {
                 "intact"
             } else {

@@ -82,7 +82,8 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{self, BodyChecksum, DecodeError, EntryMeta, PRELUDE_LEN, TRAILER_LEN};
 use crate::{
-    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+    BoxFuture, Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId,
+    WriteOptions,
 };
 
 /// How much a read takes at once: the first read of an entry (a small entry is read whole
@@ -126,8 +127,9 @@ const LOCK_STRIPES: usize = 64;
 /// writer.write(Bytes::from_static(b"hello"))?;
 /// writer.commit().await?;
 ///
-/// let entry = store.get("https://example.com/").await?.pop().expect("a hit");
-/// assert_eq!(entry.body.collect().await?.to_bytes(), "hello");
+/// let entries = store.get("https://example.com/").await?;
+/// let body = entries[0].body().expect("read once");
+/// assert_eq!(body.collect().await?.to_bytes(), "hello");
 /// # Ok(())
 /// # }
 /// ```
@@ -688,11 +690,8 @@ impl Inner {
                 if let Some(mut index) = self.index_if_built() {
                     index.touch(path, file_len);
                 }
-                Ok(Some(StoredEntry {
-                    variant: meta.variant,
-                    response: Arc::new(ParsedResponse::new(meta.response)),
-                    body,
-                }))
+                let response = Arc::new(ParsedResponse::new(meta.response));
+                Ok(Some(StoredEntry::new(meta.variant, response, body)))
             }
             Err(ReadError::Io(e)) => Err(e),
             // Intact, but another key's: leave it to that key.
@@ -708,7 +707,7 @@ impl Inner {
         }
     }
 
-    fn get(&self, key: &str) -> Result<Vec<StoredEntry>, StoreError> {
+    fn get(&self, key: &str) -> Result<Entries, StoreError> {
         let hash = KeyHash::of(key);
         let mut out = Vec::new();
         for path in self.list_variants_for_read(&hash)? {
@@ -716,7 +715,7 @@ impl Inner {
                 out.push(entry);
             }
         }
-        Ok(out)
+        Ok(out.into())
     }
 
     fn update(
@@ -1042,7 +1041,7 @@ impl Body for FileBody {
 }
 
 impl Store for FsStore {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         if self.inner.inline_reads {
             return Box::pin(async move { self.inner.get(key) });
         }

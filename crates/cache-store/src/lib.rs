@@ -49,6 +49,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+mod entry;
 mod error;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
@@ -60,6 +61,7 @@ mod variant;
 
 pub use body::StoredBody;
 pub use cache_policy::{ParsedResponse, StoredResponse};
+pub use entry::{Entries, StoredEntry};
 pub use error::StoreError;
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
@@ -67,5 +69,5 @@ pub use fs::{FsStore, FsStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
-pub use store::{update_applies, BoxFuture, EntryWriter, Store, StoredEntry, WriteOptions};
+pub use store::{update_applies, BoxFuture, EntryWriter, Store, WriteOptions};
 pub use variant::VariantId;

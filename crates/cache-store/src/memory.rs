@@ -1,15 +1,16 @@
 //! The in-memory backend: [`MemoryStore`].
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cache_policy::{ParsedResponse, StoredResponse};
+use coarsetime::Instant;
 use lru::LruCache;
 
 use crate::{
-    BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+    BoxFuture, Entries, EntryWriter, Store, StoreError, StoredEntry, VariantId, WriteOptions,
 };
 
 /// Fixed cost counted for every variant besides its key, header lines and body: the LRU's
@@ -19,18 +20,22 @@ const VARIANT_OVERHEAD: u64 = 200;
 /// A store held in memory, bounded by bytes, evicting the least recently used primary key
 /// (with all its variants) when full.
 ///
-/// Bodies are kept as [`Bytes`] and served with [`StoredBody::full`]: a hit clones a reference
-/// count, never the body bytes. A body written in several chunks is concatenated once, at
-/// commit.
+/// Bodies are kept as [`Bytes`] and served with [`StoredBody::full`](crate::StoredBody::full):
+/// a hit clones a reference count, never the body bytes. A body written in several chunks is
+/// concatenated once, at commit.
 ///
 /// Each variant has its own expiry time (the TTL of [`WriteOptions`] or [`Store::update`]);
 /// an expired variant is never returned, and a primary key whose variants all expired is
-/// dropped when it is next read or written, or evicted like any other.
+/// dropped when it is next read or written, or evicted like any other. Expiry is read on the
+/// coarse monotonic clock (`coarsetime`; a few milliseconds of resolution, which a TTL
+/// ceiling does not notice), which costs a quarter of a precise reading.
 ///
 /// The keys live in one least-recently-used list (the `lru` crate) behind a mutex held only
-/// for a lookup or a swap of the key's variant list: a read takes no clock other than the one
-/// expiry needs and hashes the key once, and evictions happen at once, on the write that goes
-/// over the bound.
+/// for a lookup or a swap of the key's variant list. The first read after a change of a key
+/// builds the [`Entries`] that reads hand out until the next change, so a read clones one
+/// reference count: no allocation, and the list stays valid however the key changes
+/// afterwards. Evictions happen at once, on the
+/// write that goes over the bound.
 ///
 /// Cloning is cheap and yields a handle on the same store.
 ///
@@ -66,8 +71,8 @@ const VARIANT_OVERHEAD: u64 = 200;
 ///
 /// let entries = store.get("https://example.com/").await?;
 /// assert_eq!(entries.len(), 1);
-/// let entry = entries.into_iter().next().expect("one entry");
-/// let body = entry.body.collect().await?.to_bytes();
+/// let body = entries[0].body().expect("held in memory");
+/// let body = body.collect().await?.to_bytes();
 /// assert_eq!(body, "hello");
 /// # Ok(())
 /// # }
@@ -98,15 +103,15 @@ impl Lru {
     /// entries is the slow part of an eviction.
     fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) -> Vec<Arc<Variants>> {
         let mut removed = Vec::new();
-        self.weight += variants.weight(&key);
-        if let Some(old) = self.map.put(key.clone(), variants) {
-            self.weight -= old.weight(&key);
+        self.weight += variants.weight;
+        if let Some(old) = self.map.put(key, variants) {
+            self.weight -= old.weight;
             removed.push(old);
         }
         while self.weight > capacity {
             match self.map.pop_lru() {
-                Some((key, evicted)) => {
-                    self.weight -= evicted.weight(&key);
+                Some((_, evicted)) => {
+                    self.weight -= evicted.weight;
                     removed.push(evicted);
                 }
                 None => break,
@@ -118,18 +123,28 @@ impl Lru {
     /// Takes the variants of `key` out, for the caller to drop once the lock is released.
     fn remove(&mut self, key: &str) -> Option<Arc<Variants>> {
         let removed = self.map.pop(key)?;
-        self.weight -= removed.weight(key);
+        self.weight -= removed.weight;
         Some(removed)
     }
 }
 
 /// The immutable set of variants of one primary key. Changes build a new set and swap it in, so
-/// a reader holding the old `Arc` is never affected.
+/// a reader holding the old one is never affected.
 struct Variants {
-    list: Vec<Arc<Variant>>,
+    /// The variants, with their expiry and weight.
+    held: Vec<Held>,
+    /// What a read hands out, built by the first read after a change (a write is often never
+    /// read): a read that finds every variant alive then clones one reference count.
+    entries: OnceLock<Entries>,
+    /// The expiry of the variant that expires first: a read before it checks nothing else.
+    earliest: Instant,
+    /// The weight of the variants and of the key.
+    weight: u64,
 }
 
-struct Variant {
+/// One variant as the store keeps it.
+#[derive(Clone)]
+struct Held {
     id: VariantId,
     response: Arc<ParsedResponse>,
     body: Bytes,
@@ -138,8 +153,28 @@ struct Variant {
 }
 
 impl Variants {
-    fn weight(&self, key: &str) -> u64 {
-        key.len() as u64 + self.list.iter().map(|v| v.weight).sum::<u64>()
+    fn new(key: &str, held: Vec<Held>) -> Self {
+        Variants {
+            earliest: held
+                .iter()
+                .map(|h| h.expires)
+                .min()
+                .unwrap_or(Instant::from_u64(0)),
+            weight: key.len() as u64 + held.iter().map(|h| h.weight).sum::<u64>(),
+            entries: OnceLock::new(),
+            held,
+        }
+    }
+
+    /// The variants still alive at `now`.
+    fn live(&self, now: Instant) -> impl Iterator<Item = &Held> {
+        self.held.iter().filter(move |h| h.expires > now)
+    }
+
+    /// The entries of `held`, as reads hand them out.
+    fn entries<'h>(held: impl Iterator<Item = &'h Held>) -> Entries {
+        held.map(|h| StoredEntry::in_memory(h.id.clone(), h.response.clone(), h.body.clone()))
+            .collect()
     }
 }
 
@@ -264,69 +299,61 @@ impl Inner {
     ///
     /// `key` is anything that reads as the key and can become the shared key the list stores
     /// (a writer's `Arc<str>` moves in without a copy).
-    fn modify(
-        &self,
-        key: impl AsRef<str> + Into<Arc<str>>,
-        change: impl FnOnce(&mut Vec<Arc<Variant>>),
-    ) {
-        let now = Instant::now();
+    fn modify(&self, key: impl AsRef<str> + Into<Arc<str>>, change: impl FnOnce(&mut Vec<Held>)) {
+        let now = Instant::now_without_cache_update();
         let mut lru = self.lock();
-        let mut list: Vec<Arc<Variant>> = lru
+        let mut held: Vec<Held> = lru
             .map
             .peek(key.as_ref())
-            .map(|v| v.list.iter().filter(|v| v.expires > now).cloned().collect())
+            .map(|v| v.live(now).cloned().collect())
             .unwrap_or_default();
-        change(&mut list);
-        let removed = if list.is_empty() {
+        change(&mut held);
+        let removed = if held.is_empty() {
             lru.remove(key.as_ref()).into_iter().collect()
         } else {
-            lru.put(key.into(), Arc::new(Variants { list }), self.max_capacity)
+            let variants = Arc::new(Variants::new(key.as_ref(), held));
+            lru.put(key.into(), variants, self.max_capacity)
         };
         drop(lru);
         drop(removed);
     }
 
     /// The live variants of `key`, marking it recently used.
-    fn read(&self, key: &str) -> Vec<StoredEntry> {
-        let now = Instant::now();
-        let entries: Vec<StoredEntry> = {
+    fn read(&self, key: &str) -> Entries {
+        // The coarse clock (a few milliseconds of resolution, which physical expiry does not
+        // notice) costs a quarter of a precise reading, a large part of a hit.
+        let now = Instant::now_without_cache_update();
+        let live = {
             let mut lru = self.lock();
             let Some(variants) = lru.map.get(key) else {
-                return Vec::new();
+                return Entries::default();
             };
-            // Copied under the lock: a few reference counts, cheaper than sharing the list.
-            variants
-                .list
-                .iter()
-                .filter(|v| v.expires > now)
-                .map(|v| StoredEntry {
-                    variant: v.id.clone(),
-                    response: v.response.clone(),
-                    body: StoredBody::full(v.body.clone()),
-                })
-                .collect()
+            if now < variants.earliest {
+                let entries = variants
+                    .entries
+                    .get_or_init(|| Variants::entries(variants.held.iter()));
+                return entries.clone();
+            }
+            Variants::entries(variants.live(now))
         };
-        if entries.is_empty() {
-            // Every variant expired: give the room back now.
-            self.modify(key, |_| {});
-        }
-        entries
+        // Some variant expired: give its room back now.
+        self.modify(key, |_| {});
+        live
     }
 }
 
 fn expires_after(ttl: Duration) -> Instant {
-    let now = Instant::now();
     // A TTL too large to represent is "as late as we can say".
-    now.checked_add(ttl)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    Instant::now_without_cache_update().saturating_add(ttl.min(CENTURY).into())
 }
 
 impl Store for MemoryStore {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         Box::pin(std::future::ready(Ok(self.inner.read(key))))
     }
 
-    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
         Some(Ok(self.inner.read(key)))
     }
 
@@ -367,14 +394,9 @@ impl Store for MemoryStore {
                     .filter(|v| v.id == *variant)
                     .filter(|v| crate::update_applies(&v.response, v.body.len() as u64, &response))
                 {
-                    let weight = variant_weight(&response, &slot.body);
-                    *slot = Arc::new(Variant {
-                        id: slot.id.clone(),
-                        response: response.clone(),
-                        body: slot.body.clone(),
-                        expires: expires_after(ttl),
-                        weight,
-                    });
+                    slot.weight = variant_weight(&response, &slot.body);
+                    slot.response = response.clone();
+                    slot.expires = expires_after(ttl);
                 }
             });
             Ok(())
@@ -461,13 +483,13 @@ impl EntryWriter for MemoryWriter {
                 }
             };
             let id = VariantId::of(&this.response);
-            let variant = Arc::new(Variant {
+            let variant = Held {
                 weight: variant_weight(&this.response, &body),
                 id,
                 response: Arc::new(this.response),
                 body,
                 expires: expires_after(this.ttl),
-            });
+            };
             this.inner.modify(this.key, |list| {
                 list.retain(|v| v.id != variant.id);
                 list.push(variant);

@@ -2,51 +2,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache_policy::{Candidate, ParsedResponse, StoredResponse};
+use cache_policy::{ParsedResponse, StoredResponse};
 
-use crate::{StoreError, StoredBody, VariantId};
+use crate::{Entries, StoreError, VariantId};
 
 /// A boxed, `Send` future, the return type of the object-safe [`Store`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One complete variant read from a store: its metadata and a handle on its body.
-///
-/// The body handle belongs to exactly this version of the variant: if the variant is replaced
-/// or removed after [`Store::get`] returned, reading the body still yields this version's bytes
-/// or an error, never another version's bytes.
-#[derive(Debug)]
-pub struct StoredEntry {
-    /// Which variant of the primary key this is.
-    pub variant: VariantId,
-    /// The stored response metadata, parsed once for the policy's lookups and shared: a memory
-    /// store hands out the same allocation to every reader. It dereferences to the
-    /// [`StoredResponse`].
-    pub response: Arc<ParsedResponse>,
-    /// The stored body.
-    pub body: StoredBody,
-}
-
-impl AsRef<StoredResponse> for StoredEntry {
-    fn as_ref(&self) -> &StoredResponse {
-        self.response.response()
-    }
-}
-
-/// So that the candidates read from a store can be handed to the policy as they are, without
-/// parsing their header values again.
-impl Candidate for StoredEntry {
-    fn stored_response(&self) -> &StoredResponse {
-        self.response.response()
-    }
-
-    fn parsed_response(&self) -> Option<&ParsedResponse> {
-        Some(&self.response)
-    }
-}
 
 /// What the caller knows when it starts writing a variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +36,18 @@ pub struct WriteOptions {
 /// use std::sync::{Arc, Mutex};
 ///
 /// use bytes::{Bytes, BytesMut};
-/// use cache_policy::{Candidate, ParsedResponse, StoredResponse};
+/// use cache_policy::{ParsedResponse, StoredResponse};
 /// use cache_store::{
-///     BoxFuture, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+///     BoxFuture, Entries, EntryWriter, Store, StoreError, StoredEntry, VariantId, WriteOptions,
 /// };
 ///
-/// type Entries = Arc<Mutex<HashMap<String, Vec<(VariantId, ParsedResponse, Bytes)>>>>;
+/// type Table = Arc<Mutex<HashMap<String, Vec<(VariantId, ParsedResponse, Bytes)>>>>;
 ///
 /// #[derive(Default)]
-/// struct ToyStore(Entries);
+/// struct ToyStore(Table);
 ///
 /// struct ToyWriter {
-///     entries: Entries,
+///     entries: Table,
 ///     key: String,
 ///     response: ParsedResponse,
 ///     body: BytesMut,
@@ -108,17 +72,15 @@ pub struct WriteOptions {
 /// }
 ///
 /// impl Store for ToyStore {
-///     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+///     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
 ///         Box::pin(async move {
 ///             let entries = self.0.lock().map_err(|_| StoreError::unavailable("poisoned"))?;
 ///             Ok(entries
 ///                 .get(key)
 ///                 .into_iter()
 ///                 .flatten()
-///                 .map(|(variant, response, body)| StoredEntry {
-///                     variant: variant.clone(),
-///                     response: Arc::new(response.clone()),
-///                     body: StoredBody::full(body.clone()),
+///                 .map(|(variant, response, body)| {
+///                     StoredEntry::in_memory(variant.clone(), Arc::new(response.clone()), body.clone())
 ///                 })
 ///                 .collect())
 ///         })
@@ -189,11 +151,11 @@ pub struct WriteOptions {
 /// }
 /// ```
 pub trait Store: Send + Sync + 'static {
-    /// Every complete, unexpired variant stored under `key`. An empty vector is a miss.
+    /// Every complete, unexpired variant stored under `key`. An empty list is a miss.
     ///
     /// Entries that fail to decode (corrupt, unknown format version, a key that does not match)
     /// are left out (and may be deleted), not reported as errors.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>>;
 
     /// What [`get`](Store::get) would return, when the store can tell without waiting (it
     /// holds its entries in memory); `None` when it cannot, and the caller awaits `get`.
@@ -208,7 +170,7 @@ pub trait Store: Send + Sync + 'static {
     /// let entries = store.get_now("https://example.com/").expect("answers at once");
     /// assert!(entries.expect("a memory store does not fail").is_empty());
     /// ```
-    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
         let _ = key;
         None
     }
@@ -269,11 +231,11 @@ pub trait EntryWriter: Send {
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<StoredEntry>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         (**self).get(key)
     }
 
-    fn get_now(&self, key: &str) -> Option<Result<Vec<StoredEntry>, StoreError>> {
+    fn get_now(&self, key: &str) -> Option<Result<Entries, StoreError>> {
         (**self).get_now(key)
     }
 

@@ -148,13 +148,9 @@ async fn flipped_byte_in_large_body_is_a_body_error() {
     let file_len = std::fs::metadata(&path).expect("meta").len() as usize;
     // In the last chunk of the body: the frame holding it must never be yielded.
     flip(&path, file_len - 10);
-    let entry = store
-        .get("k")
-        .await
-        .expect("get")
-        .pop()
-        .expect("header is intact");
-    let mut body = entry.body;
+    let entries = store.get("k").await.expect("get");
+    let entry = entries.first().expect("header is intact");
+    let mut body = entry.body().expect("body");
     let good = seeded_body(1, len);
     let mut at = 0;
     let mut failed = false;
@@ -197,15 +193,11 @@ async fn flipped_byte_early_in_large_body_ends_the_read_with_an_error() {
             .pop()
             .expect("one file");
         flip(&path, 200_000);
-        let entry = store
-            .get("k")
-            .await
-            .expect("get")
-            .pop()
-            .expect("header is intact");
+        let entries = store.get("k").await.expect("get");
+        let entry = entries.first().expect("header is intact");
         // Frames before the end cannot be checked yet; the read must end in an error, so a
         // consumer never takes the body for complete.
-        let result = read_body(entry.body).await;
+        let result = read_body(entry.body().expect("body")).await;
         assert!(
             result.is_err(),
             "inline {inline}: damaged body read without error"
@@ -256,9 +248,11 @@ async fn large_bodies_stream_in_chunks() {
     let store = store_in(dir.path());
     let len = 1 << 20;
     put(&store, "k", None, 7, len).await;
-    let entry = store.get("k").await.expect("get").pop().expect("hit");
-    assert_eq!(entry.body.size_hint().exact(), Some(len as u64));
-    let mut body = entry.body;
+    let entries = store.get("k").await.expect("get");
+    let entry = entries.first().expect("hit");
+    let mut body = entry.body().expect("body");
+    assert_eq!(body.size_hint().exact(), Some(len as u64));
+    assert!(entry.body().is_none(), "a streamed body is handed out once");
     let mut frames = 0;
     let mut total = 0;
     while let Some(frame) =

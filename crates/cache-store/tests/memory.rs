@@ -84,8 +84,9 @@ async fn hit_shares_the_stored_bytes() {
     writer.commit().await.expect("commit");
 
     for _ in 0..2 {
-        let entry = store.get("k").await.expect("get").pop().expect("hit");
-        let mut stored = entry.body;
+        let entries = store.get("k").await.expect("get");
+        let entry = entries.first().expect("hit");
+        let mut stored = entry.body().expect("body");
         let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stored).poll_frame(cx))
             .await
             .expect("one frame")
@@ -109,9 +110,10 @@ async fn chunks_are_joined_once_and_sized() {
     writer.write(Bytes::new()).expect("empty write");
     writer.write(Bytes::from_static(b"cd")).expect("write");
     writer.commit().await.expect("commit");
-    let entry = store.get("k").await.expect("get").pop().expect("hit");
-    assert_eq!(entry.body.size_hint().exact(), Some(4));
-    let body = cache_store::conformance::read_body(entry.body)
+    let entries = store.get("k").await.expect("get");
+    let entry = entries.first().expect("hit");
+    assert_eq!(entry.body().expect("body").size_hint().exact(), Some(4));
+    let body = cache_store::conformance::read_body(entry.body().expect("body"))
         .await
         .expect("body");
     assert_eq!(body, "abcd");
@@ -142,4 +144,46 @@ async fn weighted_size_stays_under_capacity() {
         "{}",
         store.weighted_size()
     );
+}
+
+async fn put(store: &MemoryStore, body: &'static [u8]) {
+    let mut writer = store
+        .begin("k", response().into(), OPTIONS)
+        .await
+        .expect("begin");
+    writer.write(Bytes::from_static(body)).expect("write");
+    writer.commit().await.expect("commit");
+}
+
+async fn body_of(entry: &cache_store::StoredEntry) -> Bytes {
+    cache_store::conformance::read_body(entry.body().expect("held in memory"))
+        .await
+        .expect("body")
+}
+
+/// Reads of an unchanged key share one list; a list already read keeps its own version of the
+/// variant when the key changes, so a reader never sees another version's body.
+#[tokio::test]
+async fn reads_share_one_list_and_keep_their_version() {
+    let store = MemoryStore::default();
+    put(&store, b"first").await;
+    let before = store.get_now("k").expect("at once").expect("get");
+    let again = store.get_now("k").expect("at once").expect("get");
+    assert_eq!(before.as_ptr(), again.as_ptr(), "one shared list");
+
+    put(&store, b"second").await;
+    let after = store.get_now("k").expect("at once").expect("get");
+    assert_ne!(before.as_ptr(), after.as_ptr());
+    assert_eq!(body_of(&before[0]).await, "first");
+    assert_eq!(body_of(&after[0]).await, "second");
+    // Held in memory: the body can be read again from the same list.
+    assert_eq!(body_of(&before[0]).await, "first");
+
+    store.remove("k", None).await.expect("remove");
+    assert!(store
+        .get_now("k")
+        .expect("at once")
+        .expect("get")
+        .is_empty());
+    assert_eq!(body_of(&after[0]).await, "second");
 }

@@ -7,12 +7,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use cache_policy::{
     effective_uri, CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation,
     Serve, Update,
 };
-use cache_store::{EntryWriter, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use cache_store::{Entries, EntryWriter, StoreError, StoredEntry, VariantId, WriteOptions};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -28,7 +28,7 @@ use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFu
 /// What a request takes with it to the origin.
 struct Trip {
     /// The stored variants for the key, which a 304 or an error may still use.
-    candidates: Vec<StoredEntry>,
+    candidates: Entries,
     /// The validators to send, when revalidating.
     revalidation: Option<Revalidation>,
     /// Held by the coalescing leader until its response is stored or passed through.
@@ -135,10 +135,10 @@ fn only_if_cached(headers: &HeaderMap) -> bool {
 }
 
 /// The candidates a store read gave; a failing store is an empty cache.
-fn candidates_or_log(read: Result<Vec<StoredEntry>, StoreError>) -> Vec<StoredEntry> {
+fn candidates_or_log(read: Result<Entries, StoreError>) -> Entries {
     read.unwrap_or_else(|error| {
         log::store_error("get", &error);
-        Vec::new()
+        Entries::default()
     })
 }
 
@@ -219,7 +219,7 @@ where
         let read_now = if context.reads_cache() {
             self.shared.store.get_now(&context.key)
         } else {
-            Some(Ok(Vec::new()))
+            Some(Ok(Entries::default()))
         };
         match read_now {
             Some(read) => match self.decide(request, context, candidates_or_log(read), true) {
@@ -249,7 +249,7 @@ where
     }
 
     /// Reads the candidates for the key; a failing store is an empty cache.
-    async fn candidates(&self, key: &str) -> Vec<StoredEntry> {
+    async fn candidates(&self, key: &str) -> Entries {
         let read = match self.shared.store.get_now(key) {
             Some(read) => read,
             None => self.shared.store.get(key).await,
@@ -267,7 +267,7 @@ where
         let candidates = if context.reads_cache() {
             self.candidates(&context.key).await
         } else {
-            Vec::new()
+            Entries::default()
         };
         match self.decide(request, context, candidates, may_coalesce) {
             Next::Respond(response) => Ok(response),
@@ -282,7 +282,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        mut candidates: Vec<StoredEntry>,
+        candidates: Entries,
         may_coalesce: bool,
     ) -> Next<ReqB, ResB> {
         let reads_cache = context.mode_reads_cache();
@@ -309,7 +309,7 @@ where
         let (revalidation, fwd, coalesce) = match lookup {
             Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
                 let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
-                return Next::Respond(self.serve_stored(serve, &mut candidates, &method, status));
+                return Next::Respond(self.serve_stored(serve, &candidates, &method, status));
             }
             Lookup::Stale {
                 serve, revalidate, ..
@@ -326,14 +326,14 @@ where
                         (Some(revalidation), "stale", false)
                     }
                     Some(revalidation) if !forcing => {
-                        let response = self.serve_stored(serve, &mut candidates, &method, status);
+                        let response = self.serve_stored(serve, &candidates, &method, status);
                         self.revalidate_in_background(request, context, candidates, revalidation);
                         return Next::Respond(response);
                     }
                     _ => {
                         return Next::Respond(self.serve_stored(
                             serve,
-                            &mut candidates,
+                            &candidates,
                             &method,
                             status,
                         ))
@@ -440,7 +440,7 @@ where
     fn serve_stored(
         &self,
         serve: Serve,
-        candidates: &mut [StoredEntry],
+        candidates: &[StoredEntry],
         method: &Method,
         status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
@@ -460,14 +460,16 @@ where
         &self,
         serve: Serve,
         head: http::response::Parts,
-        candidates: &mut [StoredEntry],
+        candidates: &[StoredEntry],
         method: &Method,
         status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
-        let body = match candidates.get_mut(serve.index) {
-            Some(entry) if *method != Method::HEAD && !serve.not_modified => CacheBody::stored(
-                std::mem::replace(&mut entry.body, StoredBody::full(Bytes::new())),
-            ),
+        let body = match candidates.get(serve.index) {
+            Some(entry) if *method != Method::HEAD && !serve.not_modified => match entry.body() {
+                Some(body) => CacheBody::stored(body),
+                // A streamed body is read once, and one request serves one entry.
+                None => return self.finish(bad_gateway(), status),
+            },
             _ => CacheBody::empty(),
         };
         self.finish(Response::from_parts(head, body), status)
@@ -505,7 +507,7 @@ where
         trip: Trip,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         let Trip {
-            mut candidates,
+            candidates,
             revalidation,
             leader,
             fwd,
@@ -534,7 +536,7 @@ where
                             self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
-                        Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
+                        Ok(self.serve_stored(serve, &candidates, &head.method, status))
                     }
                     None => Err(error),
                 };
@@ -642,9 +644,9 @@ where
                 drop(leader);
                 Ok(match refreshed {
                     Some(refreshed) => {
-                        self.respond_stored(serve, refreshed, &mut candidates, &head.method, status)
+                        self.respond_stored(serve, refreshed, &candidates, &head.method, status)
                     }
-                    None => self.serve_stored(serve, &mut candidates, &head.method, status),
+                    None => self.serve_stored(serve, &candidates, &head.method, status),
                 })
             }
             ResponseAction::UpdateFromHead { updates, remove } => {
@@ -660,7 +662,7 @@ where
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
-                Ok(self.serve_stored(serve, &mut candidates, &head.method, status))
+                Ok(self.serve_stored(serve, &candidates, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
@@ -741,7 +743,7 @@ where
         &self,
         request: Request<ReqB>,
         context: Keyed,
-        candidates: Vec<StoredEntry>,
+        candidates: Entries,
         revalidation: Revalidation,
     ) {
         let leader = match self.shared.in_flight.join(&context.key) {
@@ -777,8 +779,7 @@ where
     }
 }
 
-/// Pairs updates with the variant ids of the candidates they update. Stored bodies are not
-/// `Sync`, so what the store calls need is taken out of the candidates before awaiting.
+/// Pairs updates with the variant ids of the candidates they update.
 fn with_variants(candidates: &[StoredEntry], updates: Vec<Update>) -> Vec<(VariantId, Update)> {
     updates
         .into_iter()
