@@ -35,6 +35,7 @@ enum Kind {
 
 impl StoredBody {
     /// A body held in memory.
+    #[inline]
     pub fn full(bytes: Bytes) -> Self {
         let bytes = if bytes.is_empty() { None } else { Some(bytes) };
         StoredBody {
@@ -68,6 +69,7 @@ impl Body for StoredBody {
     type Data = Bytes;
     type Error = StoreError;
 
+    #[inline]
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -78,6 +80,7 @@ impl Body for StoredBody {
         }
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
@@ -85,6 +88,7 @@ impl Body for StoredBody {
         }
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),

@@ -81,6 +81,7 @@ impl StoredEntry {
     /// The entry's body. A body held in memory is handed out to every caller (a cheap
     /// reference-counted clone); a streamed body is handed out to the first caller only, and
     /// later calls return `None`.
+    #[inline]
     pub fn body(&self) -> Option<StoredBody> {
         match &self.body {
             EntryBody::Bytes(bytes) => Some(StoredBody::full(bytes.clone())),
@@ -149,6 +150,7 @@ impl Entries {
 impl Deref for Entries {
     type Target = [StoredEntry];
 
+    #[inline]
     fn deref(&self) -> &[StoredEntry] {
         self.list()
     }
