@@ -119,6 +119,7 @@ impl ParsedResponse {
     }
 
     /// The stored response.
+    #[inline]
     pub fn response(&self) -> &StoredResponse {
         &self.response
     }
@@ -128,6 +129,7 @@ impl ParsedResponse {
         self.response
     }
 
+    #[inline]
     pub(crate) fn facts(&self) -> &Facts {
         &self.facts
     }
@@ -147,12 +149,14 @@ impl From<StoredResponse> for ParsedResponse {
 impl Deref for ParsedResponse {
     type Target = StoredResponse;
 
+    #[inline]
     fn deref(&self) -> &StoredResponse {
         &self.response
     }
 }
 
 impl AsRef<StoredResponse> for ParsedResponse {
+    #[inline]
     fn as_ref(&self) -> &StoredResponse {
         &self.response
     }
@@ -176,52 +180,62 @@ pub trait Candidate {
     fn stored_response(&self) -> &StoredResponse;
 
     /// The same response with its header values parsed, when the caller keeps one.
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         None
     }
 }
 
 impl Candidate for StoredResponse {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         self
     }
 }
 
 impl Candidate for ParsedResponse {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         &self.response
     }
 
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         Some(self)
     }
 }
 
 impl<T: Candidate + ?Sized> Candidate for &T {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         (**self).stored_response()
     }
 
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         (**self).parsed_response()
     }
 }
 
 impl<T: Candidate + ?Sized> Candidate for Arc<T> {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         (**self).stored_response()
     }
 
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         (**self).parsed_response()
     }
 }
 
 impl<T: Candidate + ?Sized> Candidate for Box<T> {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         (**self).stored_response()
     }
 
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         (**self).parsed_response()
     }
@@ -247,6 +261,7 @@ impl<'a> FactsOf<'a> {
 impl Deref for FactsOf<'_> {
     type Target = Facts;
 
+    #[inline]
     fn deref(&self) -> &Facts {
         match self {
             FactsOf::Borrowed(facts) => facts,

@@ -106,6 +106,7 @@ impl fmt::Debug for StoredEntry {
 }
 
 impl AsRef<StoredResponse> for StoredEntry {
+    #[inline]
     fn as_ref(&self) -> &StoredResponse {
         self.response.response()
     }
@@ -114,10 +115,12 @@ impl AsRef<StoredResponse> for StoredEntry {
 /// So that the candidates read from a store can be handed to the policy as they are, without
 /// parsing their header values again.
 impl Candidate for StoredEntry {
+    #[inline]
     fn stored_response(&self) -> &StoredResponse {
         self.response.response()
     }
 
+    #[inline]
     fn parsed_response(&self) -> Option<&ParsedResponse> {
         Some(&self.response)
     }
