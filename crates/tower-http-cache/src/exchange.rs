@@ -37,6 +37,52 @@ struct Trip {
     fwd: &'static str,
 }
 
+/// What a request and the origin's answer to it left for [`Exchange::settle`].
+struct Exchanged<'a> {
+    head: &'a OwnedHead,
+    context: &'a Keyed,
+    candidates: &'a Entries,
+    fwd: &'static str,
+    request_time: SystemTime,
+    response_time: SystemTime,
+}
+
+/// What [`Exchange::settle`] decided.
+enum Settled<'s, ResB, E> {
+    /// The answer, with nothing left to do (the origin failed).
+    Done(Result<Response<CacheBody<ResB>>, E>),
+    /// Remove what is stored under `invalidate`, then go on as `then` says.
+    Then {
+        invalidate: Vec<Arc<str>>,
+        then: Then<'s, ResB>,
+    },
+}
+
+/// The store call an answer still needs, and what to do after it.
+enum Then<'s, ResB> {
+    Respond(Response<CacheBody<ResB>>),
+    /// Start writing the origin's response, then tee its body into the writer.
+    Store {
+        begin: cache_store::BoxFuture<'s, Result<Box<dyn EntryWriter>, StoreError>>,
+        response: Response<ResB>,
+        status: CacheStatus,
+        superseded: Vec<VariantId>,
+    },
+    /// Freshen the stored variants a 304 validated, then serve the chosen one.
+    Refresh {
+        updates: Vec<(VariantId, Update)>,
+        serve: Serve,
+        refreshed: Option<http::response::Parts>,
+        status: CacheStatus,
+    },
+    /// Update (or remove) the stored variants a HEAD response describes, then pass it on.
+    UpdateFromHead {
+        updates: Vec<(VariantId, Update)>,
+        remove: Vec<VariantId>,
+        response: Response<CacheBody<ResB>>,
+    },
+}
+
 /// The parts of the client's request kept while it is at the origin.
 struct OwnedHead {
     method: Method,
@@ -500,6 +546,10 @@ where
 
     /// Sends the request to the origin (with validators when revalidating) and acts on the
     /// answer as the policy says.
+    ///
+    /// Everything between the origin's answer and the store calls is decided by
+    /// [`settle`](Self::settle), a plain function: only what a store call needs is kept across
+    /// its await, so this future stays small, and moving it is cheap on every miss.
     async fn forward(
         &self,
         request: Request<ReqB>,
@@ -512,58 +562,138 @@ where
             leader,
             fwd,
         } = trip;
-        let (mut parts, body) = request.into_parts();
-        let head = OwnedHead {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+        let (head, request) = {
+            let (mut parts, body) = request.into_parts();
+            let head = OwnedHead {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+            };
+            if let Some(revalidation) = revalidation {
+                revalidation.apply_to(&mut parts.headers);
+            }
+            (head, Request::from_parts(parts, body))
         };
-        if let Some(revalidation) = &revalidation {
-            revalidation.apply_to(&mut parts.headers);
-        }
         let request_time = self.now();
-        let result = self.call_origin(Request::from_parts(parts, body)).await;
-        let response_time = self.now();
+        let result = self.call_origin(request).await;
+        let exchanged = Exchanged {
+            head: &head,
+            context: &context,
+            candidates: &candidates,
+            fwd,
+            request_time,
+            response_time: self.now(),
+        };
+        let (invalidate, then) = match self.settle(&exchanged, result) {
+            Settled::Done(result) => return result,
+            Settled::Then { invalidate, then } => (invalidate, then),
+        };
+        if !invalidate.is_empty() {
+            Box::pin(self.invalidate(invalidate)).await;
+        }
+        match then {
+            Then::Respond(response) => Ok(response),
+            Then::Store {
+                begin,
+                response,
+                mut status,
+                superseded,
+            } => match begin.await {
+                Ok(writer) => {
+                    status.stored = true;
+                    let writer = self.limit(writer);
+                    let finish = self.finisher(context.key.clone(), superseded, leader);
+                    Ok(self.finish(
+                        response.map(|body| CacheBody::tee(body, writer, finish)),
+                        status,
+                    ))
+                }
+                Err(error) => {
+                    log::store_error("begin", &error);
+                    Ok(self.finish(response.map(CacheBody::origin), status))
+                }
+            },
+            Then::Refresh {
+                updates,
+                serve,
+                refreshed,
+                status,
+            } => {
+                // Boxed, as below: the store calls of a revalidation would otherwise make every
+                // request's future larger, and moving it costs every miss.
+                Box::pin(self.apply_updates(&context.key, updates)).await;
+                drop(leader);
+                Ok(match refreshed {
+                    Some(refreshed) => {
+                        self.respond_stored(serve, refreshed, &candidates, &head.method, status)
+                    }
+                    None => self.serve_stored(serve, &candidates, &head.method, status),
+                })
+            }
+            Then::UpdateFromHead {
+                updates,
+                remove,
+                response,
+            } => {
+                Box::pin(self.apply_updates(&context.key, updates)).await;
+                Box::pin(self.remove_variants(&context.key, remove)).await;
+                Ok(response)
+            }
+        }
+    }
+
+    /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
+    /// it needs, which [`forward`](Self::forward) awaits.
+    fn settle<'s>(
+        &'s self,
+        exchanged: &Exchanged<'s>,
+        result: Result<Response<ResB>, S::Error>,
+    ) -> Settled<'s, ResB, S::Error> {
+        let Exchanged {
+            head,
+            context,
+            candidates,
+            fwd,
+            request_time,
+            response_time,
+        } = *exchanged;
         let policy = self.storing_policy(context.mode);
 
         let response = match result {
             Ok(response) => response,
             Err(error) => {
                 // RFC 5861 §4: the origin cannot be reached; a stale response may do.
-                return match policy.on_error(&head, &candidates, response_time) {
+                return Settled::Done(match policy.on_error(head, candidates, response_time) {
                     Some(serve) => {
                         let mut status =
-                            self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                            self.served_status(CacheOutcome::Stale, context, &serve, candidates);
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
-                        Ok(self.serve_stored(serve, &candidates, &head.method, status))
+                        Ok(self.serve_stored(serve, candidates, &head.method, status))
                     }
                     None => Err(error),
-                };
+                });
             }
         };
 
         let decision =
-            policy.after_response(&head, &response, request_time, response_time, &candidates);
+            policy.after_response(head, &response, request_time, response_time, candidates);
         // RFC 9111 §4.4, by key: the target's, and its explicit `CacheKey` if it has one (the
         // stored responses of that key describe the same resource, by the caller's choice).
         let explicit =
             (context.explicit_key && !decision.invalidate.is_empty()).then(|| context.key.clone());
-        let keys = decision
+        let invalidate: Vec<Arc<str>> = decision
             .invalidate
             .iter()
-            .map(|uri| self.shared.key_for(uri));
-        for key in keys.chain(explicit) {
-            if let Err(error) = self.shared.store.remove(&key, None).await {
-                log::store_error("invalidate", &error);
-            }
-        }
+            .map(|uri| self.shared.key_for(uri))
+            .chain(explicit)
+            .collect();
 
         let mut status = CacheStatus::new(CacheOutcome::Miss, Some(context.key.clone()));
         status.fwd = Some(fwd);
         status.fwd_status = Some(response.status());
 
-        match decision.action {
+        let then = match decision.action {
             ResponseAction::Store {
                 mut entry,
                 mut ttl,
@@ -581,18 +711,17 @@ where
                     entry = ParsedResponse::new(response);
                     ttl = override_ttl;
                 }
-                if ttl.is_zero() {
-                    status.detail = Some("not-reusable");
-                    return Ok(self.finish(response.map(CacheBody::origin), status));
-                }
                 let announced_length = content_length(&response);
                 let too_large = match (self.shared.max_body_size, announced_length) {
                     (Some(max), Some(len)) => len > max,
                     _ => false,
                 };
-                if too_large {
-                    status.detail = Some("too-large");
-                    return Ok(self.finish(response.map(CacheBody::origin), status));
+                if ttl.is_zero() || too_large {
+                    status.detail = Some(if too_large { "too-large" } else { "not-reusable" });
+                    return Settled::Then {
+                        invalidate,
+                        then: Then::Respond(self.finish(response.map(CacheBody::origin), status)),
+                    };
                 }
                 status.ttl = Some(if context.ttl.is_some() {
                     ttl
@@ -609,24 +738,12 @@ where
                     ttl,
                     content_length: announced_length,
                 };
-                match self.shared.store.begin(&context.key, entry, options).await {
-                    Ok(writer) => {
-                        status.stored = true;
-                        let writer = self.limit(writer);
-                        let finish = self.finisher(context.key.clone(), superseded, leader);
-                        Ok(self.finish(
-                            response.map(|body| CacheBody::tee(body, writer, finish)),
-                            status,
-                        ))
-                    }
-                    Err(error) => {
-                        log::store_error("begin", &error);
-                        Ok(self.finish(response.map(CacheBody::origin), status))
-                    }
+                Then::Store {
+                    begin: self.shared.store.begin(&context.key, entry, options),
+                    response,
+                    status,
+                    superseded,
                 }
-            }
-            ResponseAction::Store { .. } => {
-                Ok(self.finish(response.map(CacheBody::origin), status))
             }
             ResponseAction::Refresh { updates, serve } => {
                 // The refreshed headers are what the client gets.
@@ -634,48 +751,54 @@ where
                     .iter()
                     .find(|update| update.index == serve.index)
                     .map(|update| serve.response_head(&update.entry));
-                let updates = with_variants(&candidates, updates);
-                self.apply_updates(&context.key, updates).await;
+                let updates = with_variants(candidates, updates);
                 let mut status =
-                    self.served_status(CacheOutcome::Revalidated, &context, &serve, &candidates);
+                    self.served_status(CacheOutcome::Revalidated, context, &serve, candidates);
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(StatusCode::NOT_MODIFIED);
                 status.stored = true;
-                drop(leader);
-                Ok(match refreshed {
-                    Some(refreshed) => {
-                        self.respond_stored(serve, refreshed, &candidates, &head.method, status)
-                    }
-                    None => self.serve_stored(serve, &candidates, &head.method, status),
-                })
+                Then::Refresh {
+                    updates,
+                    serve,
+                    refreshed,
+                    status,
+                }
             }
-            ResponseAction::UpdateFromHead { updates, remove } => {
-                let updates = with_variants(&candidates, updates);
-                let remove = variants_at(&candidates, remove);
-                self.apply_updates(&context.key, updates).await;
-                self.remove_variants(&context.key, remove).await;
-                Ok(self.finish(response.map(CacheBody::origin), status))
-            }
+            ResponseAction::UpdateFromHead { updates, remove } => Then::UpdateFromHead {
+                updates: with_variants(candidates, updates),
+                remove: variants_at(candidates, remove),
+                response: self.finish(response.map(CacheBody::origin), status),
+            },
             ResponseAction::ServeStale(serve) => {
                 let mut status =
-                    self.served_status(CacheOutcome::Stale, &context, &serve, &candidates);
+                    self.served_status(CacheOutcome::Stale, context, &serve, candidates);
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
-                Ok(self.serve_stored(serve, &candidates, &head.method, status))
+                Then::Respond(self.serve_stored(serve, candidates, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
                 // request body is gone, so the request cannot be repeated: answer 502 rather
                 // than pass a 304 to a client that cannot use it.
                 status.detail = Some("unmatched-304");
-                Ok(self.finish(bad_gateway(), status))
+                Then::Respond(self.finish(bad_gateway(), status))
             }
             ResponseAction::PassThrough(reason) => {
                 status.detail = Some(reason.as_str());
-                Ok(self.finish(response.map(CacheBody::origin), status))
+                Then::Respond(self.finish(response.map(CacheBody::origin), status))
             }
-            _ => Ok(self.finish(response.map(CacheBody::origin), status)),
+            _ => Then::Respond(self.finish(response.map(CacheBody::origin), status)),
+        };
+        Settled::Then { invalidate, then }
+    }
+
+    /// RFC 9111 §4.4: removes what is stored under the invalidated keys.
+    async fn invalidate(&self, keys: Vec<Arc<str>>) {
+        for key in keys {
+            if let Err(error) = self.shared.store.remove(&key, None).await {
+                log::store_error("invalidate", &error);
+            }
         }
     }
 
