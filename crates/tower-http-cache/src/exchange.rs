@@ -109,6 +109,48 @@ struct Forward<ReqB> {
     coalesce: bool,
 }
 
+impl<ReqB> Forward<ReqB> {
+    /// Splits the trip into the request to send (with its validators when revalidating) and
+    /// what is kept while it is at the origin. A plain function, so that the request's future
+    /// does not keep the trip's parts after they are used.
+    #[allow(clippy::type_complexity)]
+    fn depart(
+        self: Box<Self>,
+    ) -> (
+        Request<ReqB>,
+        OwnedHead,
+        Keyed,
+        Entries,
+        Option<Leader>,
+        &'static str,
+    ) {
+        let Forward {
+            request,
+            context,
+            trip,
+            ..
+        } = *self;
+        let (mut parts, body) = request.into_parts();
+        let head = OwnedHead {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        };
+        if let Some(revalidation) = trip.revalidation {
+            revalidation.apply_to(&mut parts.headers);
+        }
+        let request = Request::from_parts(parts, body);
+        (
+            request,
+            head,
+            context,
+            trip.candidates,
+            trip.leader,
+            trip.fwd,
+        )
+    }
+}
+
 /// What [`Exchange::decide`] settled: an answer from the store, or a trip to the origin.
 enum Next<ReqB, ResB> {
     Respond(Response<CacheBody<ResB>>),
@@ -425,22 +467,22 @@ where
     /// `coalesce` is set.
     async fn go_to_origin(
         self,
-        forward: Box<Forward<ReqB>>,
+        mut forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        let Forward {
-            request,
-            context,
-            mut trip,
-            coalesce,
-        } = *forward;
-        if coalesce {
-            match self.coalesce(&context).await {
-                Ok(leader) => trip.leader = leader,
+        if forward.coalesce {
+            match self.coalesce(&forward.context).await {
+                Ok(leader) => forward.trip.leader = leader,
                 // A coalesced request finished: look again, and go alone if still needed.
-                Err(()) => return self.lookup(request, context, false).await,
+                Err(()) => {
+                    let Forward {
+                        request, context, ..
+                    } = *forward;
+                    return self.lookup(request, context, false).await;
+                }
             }
         }
-        self.forward(request, context, trip).await
+        // The request goes on in its box: its future holds a pointer, not the request.
+        self.forward(forward).await
     }
 
     /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
@@ -552,28 +594,9 @@ where
     /// its await, so this future stays small, and moving it is cheap on every miss.
     async fn forward(
         &self,
-        request: Request<ReqB>,
-        context: Keyed,
-        trip: Trip,
+        forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        let Trip {
-            candidates,
-            revalidation,
-            leader,
-            fwd,
-        } = trip;
-        let (head, request) = {
-            let (mut parts, body) = request.into_parts();
-            let head = OwnedHead {
-                method: parts.method.clone(),
-                uri: parts.uri.clone(),
-                headers: parts.headers.clone(),
-            };
-            if let Some(revalidation) = revalidation {
-                revalidation.apply_to(&mut parts.headers);
-            }
-            (head, Request::from_parts(parts, body))
-        };
+        let (request, head, context, candidates, leader, fwd) = forward.depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
         let exchanged = Exchanged {
@@ -717,7 +740,11 @@ where
                     _ => false,
                 };
                 if ttl.is_zero() || too_large {
-                    status.detail = Some(if too_large { "too-large" } else { "not-reusable" });
+                    status.detail = Some(if too_large {
+                        "too-large"
+                    } else {
+                        "not-reusable"
+                    });
                     return Settled::Then {
                         invalidate,
                         then: Then::Respond(self.finish(response.map(CacheBody::origin), status)),
@@ -878,16 +905,17 @@ where
         tokio::spawn(async move {
             let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange
-                .forward(
+                .forward(Box::new(Forward {
                     request,
                     context,
-                    Trip {
+                    trip: Trip {
                         candidates,
                         revalidation: Some(revalidation),
                         leader: Some(leader),
                         fwd,
                     },
-                )
+                    coalesce: false,
+                }))
                 .await;
             if let Ok(response) = response {
                 // Drain the body so that a teed response is stored.
