@@ -14,6 +14,11 @@
 //!   [`EntryWriter::commit`] succeeded. Dropping a writer, or any write error, leaves nothing
 //!   behind. A committed variant replaces the variant with the same [`VariantId`] atomically:
 //!   readers see the old entry or the new one, never a mix of the two.
+//! - **Reads are snapshots.** A read returns [`Entries`], an immutable shared list: a memory
+//!   backend hands out the same list to every reader until the key changes (a hit clones one
+//!   reference count), and a reader keeps its version of each variant whatever is written
+//!   after. A body held in memory can be taken by every reader of the list; a streamed one
+//!   ([`StoredEntry::body`]) once.
 //! - **Header-only updates** after a 304 ([`Store::update`]) keep the body as it is.
 //! - **Physical expiry.** Each write and update carries a TTL; an expired variant is never
 //!   returned.
@@ -36,7 +41,7 @@
 //!
 //! | feature | default | what |
 //! |---------|---------|------|
-//! | `memory` | yes | [`MemoryStore`] (`lru`) |
+//! | `memory` | yes | [`MemoryStore`] (`lru`, `coarsetime`) |
 //! | `fs` | no | [`FsStore`] (tokio's blocking pool; `xxhash-rust` for file names) |
 //! | `conformance` | no | the backend test suite, [`conformance`] (tokio) |
 //!
