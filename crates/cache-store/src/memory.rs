@@ -371,7 +371,8 @@ impl Store for MemoryStore {
                 key: Arc::from(key),
                 response,
                 ttl: options.ttl,
-                chunks: Vec::new(),
+                first: Bytes::new(),
+                rest: Vec::new(),
                 len: 0,
                 failed: false,
             }) as Box<dyn EntryWriter>),
@@ -439,7 +440,11 @@ struct MemoryWriter {
     key: Arc<str>,
     response: ParsedResponse,
     ttl: Duration,
-    chunks: Vec<Bytes>,
+    /// The first chunk, kept as it came: most bodies are one chunk, stored without a copy and
+    /// without a list.
+    first: Bytes,
+    /// The chunks after the first, joined once at commit.
+    rest: Vec<Bytes>,
     len: u64,
     failed: bool,
 }
@@ -454,11 +459,14 @@ impl EntryWriter for MemoryWriter {
         if self.len > limit {
             // Free what was buffered now: the caller may keep the writer until the body ends.
             self.failed = true;
-            self.chunks = Vec::new();
+            self.first = Bytes::new();
+            self.rest = Vec::new();
             return Err(StoreError::TooLarge { limit });
         }
-        if !chunk.is_empty() {
-            self.chunks.push(chunk);
+        if self.first.is_empty() {
+            self.first = chunk;
+        } else if !chunk.is_empty() {
+            self.rest.push(chunk);
         }
         Ok(())
     }
@@ -470,17 +478,14 @@ impl EntryWriter for MemoryWriter {
                 limit: this.inner.max_body_size,
             })
         } else {
-            let body = match this.chunks.len() {
-                0 => Bytes::new(),
-                // One chunk is kept as it came: no copy.
-                1 => this.chunks.into_iter().next().unwrap_or_default(),
-                _ => {
-                    let mut buf = BytesMut::with_capacity(this.len as usize);
-                    for chunk in &this.chunks {
-                        buf.extend_from_slice(chunk);
-                    }
-                    buf.freeze()
+            let body = if this.rest.is_empty() {
+                this.first
+            } else {
+                let mut buf = BytesMut::with_capacity(this.len as usize);
+                for chunk in std::iter::once(&this.first).chain(&this.rest) {
+                    buf.extend_from_slice(chunk);
                 }
+                buf.freeze()
             };
             let id = VariantId::of(&this.response);
             let variant = Held {
