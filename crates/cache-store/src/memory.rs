@@ -25,17 +25,20 @@ const VARIANT_OVERHEAD: u64 = 200;
 /// concatenated once, at commit.
 ///
 /// Each variant has its own expiry time (the TTL of [`WriteOptions`] or [`Store::update`]);
-/// an expired variant is never returned, and a primary key whose variants all expired is
+/// an expired variant is not returned, and a primary key whose variants all expired is
 /// dropped when it is next read or written, or evicted like any other. Expiry is read on the
-/// coarse monotonic clock (`coarsetime`; a few milliseconds of resolution, which a TTL
-/// ceiling does not notice), which costs a quarter of a precise reading.
+/// coarse clock of `coarsetime` (the monotonic coarse clock on Linux, macOS and FreeBSD; the
+/// wall clock on other systems), which costs a quarter of a precise reading: a variant may
+/// still be returned for one tick of that clock after its TTL (4 ms at Linux's usual
+/// 250 Hz), which a TTL ceiling does not notice (the cache's policy judges freshness with its
+/// own clock).
 ///
-/// The keys live in one least-recently-used list (the `lru` crate) behind a mutex held only
-/// for a lookup or a swap of the key's variant list. The first read after a change of a key
-/// builds the [`Entries`] that reads hand out until the next change, so a read clones one
-/// reference count: no allocation, and the list stays valid however the key changes
-/// afterwards. Evictions happen at once, on the
-/// write that goes over the bound.
+/// The keys live in one least-recently-used list (the `lru` crate) behind a mutex held for a
+/// lookup or a swap of the key's variant list, and, on the first read after a change of a
+/// key, to build the [`Entries`] that reads hand out until the next change (a reference
+/// count per variant). Every other read clones one reference count, allocates nothing, and
+/// gets a list that stays valid however the key changes afterwards. Evictions happen at once,
+/// on the write that goes over the bound.
 ///
 /// Cloning is cheap and yields a handle on the same store.
 ///
@@ -136,8 +139,9 @@ struct Variants {
     /// What a read hands out, built by the first read after a change (a write is often never
     /// read): a read that finds every variant alive then clones one reference count.
     entries: OnceLock<Entries>,
-    /// The expiry of the variant that expires first: a read before it checks nothing else.
-    earliest: Instant,
+    /// The expiry of the variant that expires first (none when there is no variant, which a
+    /// stored key never is): a read before it checks nothing else.
+    earliest: Option<Instant>,
     /// The weight of the variants and of the key.
     weight: u64,
 }
@@ -155,11 +159,7 @@ struct Held {
 impl Variants {
     fn new(key: &str, held: Vec<Held>) -> Self {
         Variants {
-            earliest: held
-                .iter()
-                .map(|h| h.expires)
-                .min()
-                .unwrap_or(Instant::from_u64(0)),
+            earliest: held.iter().map(|h| h.expires).min(),
             weight: key.len() as u64 + held.iter().map(|h| h.weight).sum::<u64>(),
             entries: OnceLock::new(),
             held,
@@ -328,7 +328,7 @@ impl Inner {
             let Some(variants) = lru.map.get(key) else {
                 return Entries::default();
             };
-            if now < variants.earliest {
+            if variants.earliest.is_some_and(|earliest| now < earliest) {
                 let entries = variants
                     .entries
                     .get_or_init(|| Variants::entries(variants.held.iter()));

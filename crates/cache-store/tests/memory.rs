@@ -187,3 +187,42 @@ async fn reads_share_one_list_and_keep_their_version() {
         .is_empty());
     assert_eq!(body_of(&after[0]).await, "second");
 }
+
+/// A key whose shared read list was built, and whose one variant then expires while the other
+/// lives, answers with the live one only, with no write in between (RFC 9111 §3: a stored
+/// response past its storage lifetime is not used).
+#[tokio::test]
+async fn one_variant_expires_under_a_shared_list() {
+    let store = MemoryStore::default();
+    for (language, ttl) in [
+        ("en", Duration::from_millis(30)),
+        ("fr", Duration::from_secs(60)),
+    ] {
+        let mut response = response();
+        response
+            .headers
+            .insert("vary", http::HeaderValue::from_static("accept-language"));
+        response
+            .vary_request_headers
+            .insert("accept-language", http::HeaderValue::from_static(language));
+        let options = WriteOptions {
+            ttl,
+            content_length: None,
+        };
+        let mut writer = store
+            .begin("k", response.into(), options)
+            .await
+            .expect("begin");
+        writer.write(Bytes::from(language)).expect("write");
+        writer.commit().await.expect("commit");
+    }
+    let both = store.get_now("k").expect("at once").expect("get");
+    assert_eq!(both.len(), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let live = store.get_now("k").expect("at once").expect("get");
+    assert_eq!(live.len(), 1, "the expired variant was returned");
+    assert_eq!(body_of(&live[0]).await, "fr");
+    // The expired variant is gone for good, and the list read before is unchanged.
+    assert_eq!(store.get_now("k").expect("at once").expect("get").len(), 1);
+    assert_eq!(both.len(), 2);
+}

@@ -63,7 +63,7 @@ enum Then<'s, ResB> {
     Respond(Response<CacheBody<ResB>>),
     /// Start writing the origin's response, then tee its body into the writer.
     Store {
-        begin: cache_store::BoxFuture<'s, Result<Box<dyn EntryWriter>, StoreError>>,
+        begin: Begin<'s>,
         response: Response<ResB>,
         status: CacheStatus,
         superseded: Vec<VariantId>,
@@ -81,6 +81,26 @@ enum Then<'s, ResB> {
         remove: Vec<VariantId>,
         response: Response<CacheBody<ResB>>,
     },
+}
+
+type Beginning<'s> = cache_store::BoxFuture<'s, Result<Box<dyn EntryWriter>, StoreError>>;
+
+/// The start of a store write: already called, or waiting for the invalidations to be done.
+enum Begin<'s> {
+    Now(Beginning<'s>),
+    AfterInvalidation(Box<(ParsedResponse, WriteOptions)>),
+}
+
+impl<'s> Begin<'s> {
+    fn start(self, store: &'s dyn cache_store::Store, key: &'s str) -> Beginning<'s> {
+        match self {
+            Begin::Now(begin) => begin,
+            Begin::AfterInvalidation(write) => {
+                let (entry, options) = *write;
+                store.begin(key, entry, options)
+            }
+        }
+    }
 }
 
 /// The parts of the client's request kept while it is at the origin.
@@ -555,8 +575,14 @@ where
         let body = match candidates.get(serve.index) {
             Some(entry) if *method != Method::HEAD && !serve.not_modified => match entry.body() {
                 Some(body) => CacheBody::stored(body),
-                // A streamed body is read once, and one request serves one entry.
-                None => return self.finish(bad_gateway(), status),
+                // A streamed body is handed out once. Only a stale-while-revalidate refresh
+                // can come back for it (a 304 after the stale response was served with it),
+                // and its response is drained, not served.
+                None => {
+                    let mut status = status;
+                    status.detail = Some("stored-body-taken");
+                    return self.finish(bad_gateway(), status);
+                }
             },
             _ => CacheBody::empty(),
         };
@@ -621,7 +647,7 @@ where
                 response,
                 mut status,
                 superseded,
-            } => match begin.await {
+            } => match begin.start(&*self.shared.store, &context.key).await {
                 Ok(writer) => {
                     status.stored = true;
                     let writer = self.limit(writer);
@@ -765,8 +791,16 @@ where
                     ttl,
                     content_length: announced_length,
                 };
+                // The write starts after the invalidations (a store may order its own work by
+                // when `begin` is called); with none, at once, so that the entry is not kept in
+                // this request's future.
+                let begin = if invalidate.is_empty() {
+                    Begin::Now(self.shared.store.begin(&context.key, entry, options))
+                } else {
+                    Begin::AfterInvalidation(Box::new((entry, options)))
+                };
                 Then::Store {
-                    begin: self.shared.store.begin(&context.key, entry, options),
+                    begin,
                     response,
                     status,
                     superseded,
