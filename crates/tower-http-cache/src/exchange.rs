@@ -135,7 +135,7 @@ impl<ReqB> Forward<ReqB> {
     /// does not keep the trip's parts after they are used.
     #[allow(clippy::type_complexity)]
     fn depart(
-        self: Box<Self>,
+        self,
     ) -> (
         Request<ReqB>,
         OwnedHead,
@@ -149,7 +149,7 @@ impl<ReqB> Forward<ReqB> {
             context,
             trip,
             ..
-        } = *self;
+        } = self;
         let (mut parts, body) = request.into_parts();
         let head = OwnedHead {
             method: parts.method.clone(),
@@ -622,7 +622,7 @@ where
         &self,
         forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        let (request, head, context, candidates, leader, fwd) = forward.depart();
+        let (request, head, context, candidates, leader, fwd) = (*forward).depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
         let exchanged = Exchanged {
