@@ -71,7 +71,7 @@ fn ours() -> (CachePolicy, Vec<ParsedResponse>) {
     else {
         panic!("the response is storable")
     };
-    (policy, vec![entry])
+    (policy, vec![std::sync::Arc::unwrap_or_clone(entry)])
 }
 
 fn theirs() -> http_cache_semantics::CachePolicy {

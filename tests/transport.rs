@@ -296,7 +296,7 @@ impl Store for DownStore {
     fn begin<'a>(
         &'a self,
         _: &'a str,
-        _: ParsedResponse,
+        _: Arc<ParsedResponse>,
         _: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         Box::pin(async { down() })
@@ -305,7 +305,7 @@ impl Store for DownStore {
         &'a self,
         _: &'a str,
         _: &'a VariantId,
-        _: ParsedResponse,
+        _: Arc<ParsedResponse>,
         _: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { down() })

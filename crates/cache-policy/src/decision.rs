@@ -21,6 +21,7 @@
 //!                                                   (+ URIs to invalidate, always)
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -328,8 +329,9 @@ pub struct Update {
     /// The index of the candidate to update.
     pub index: usize,
     /// The new metadata: merged header lines and the new request and response times, parsed
-    /// (it dereferences to the [`StoredResponse`](crate::StoredResponse)).
-    pub entry: ParsedResponse,
+    /// (it dereferences to the [`StoredResponse`](crate::StoredResponse)) and shared, as
+    /// stores keep it.
+    pub entry: Arc<ParsedResponse>,
     /// The new physical TTL of the entry.
     pub ttl: Duration,
 }
@@ -391,17 +393,15 @@ impl NotStorable {
 }
 
 /// What to do with the origin's response.
-// A decision is built once per response and moved straight into the caller's match: boxing the
-// large variant would cost an allocation for nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ResponseAction {
     /// §3: store the response (with these header lines and times) and serve it as received.
     Store {
         /// The metadata to store beside the body, parsed (it dereferences to the
-        /// [`StoredResponse`](crate::StoredResponse); stores keep it as it is).
-        entry: ParsedResponse,
+        /// [`StoredResponse`](crate::StoredResponse)) and shared: stores keep it as it is,
+        /// and handing it on moves a pointer, not the whole response.
+        entry: Arc<ParsedResponse>,
         /// The physical TTL: freshness left, plus the stale windows, plus the time a response
         /// with validators is kept for revalidation. Zero means storing is pointless.
         ttl: Duration,

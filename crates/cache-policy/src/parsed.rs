@@ -146,6 +146,14 @@ impl From<StoredResponse> for ParsedResponse {
     }
 }
 
+/// Stores take entries shared ([`ResponseAction::Store`](crate::ResponseAction::Store)
+/// hands them out so): `response.into()` parses and shares a response in one step.
+impl From<StoredResponse> for Arc<ParsedResponse> {
+    fn from(response: StoredResponse) -> Self {
+        Arc::new(ParsedResponse::new(response))
+    }
+}
+
 impl Deref for ParsedResponse {
     type Target = StoredResponse;
 

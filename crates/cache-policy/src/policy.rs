@@ -1,6 +1,7 @@
 //! The state machine: [`CachePolicy::lookup`] before the origin, [`CachePolicy::after_response`]
 //! after it, [`CachePolicy::on_error`] when it cannot be reached.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, AUTHORIZATION};
@@ -661,7 +662,11 @@ impl CachePolicy {
         let entry = ParsedResponse::new(entry);
         let freshness = self.freshness_of(&entry, entry.facts(), response_time);
         let ttl = self.ttl(&entry, entry.facts().directives(&self.options).0, freshness);
-        Update { index, entry, ttl }
+        Update {
+            index,
+            entry: Arc::new(entry),
+            ttl,
+        }
     }
 
     /// Decides what to do with the origin's answer (RFC 9111 §3, §4.3.3 to §4.3.5, §4.4,
@@ -756,7 +761,7 @@ impl CachePolicy {
             .map(|(i, _)| *i)
             .collect();
         ResponseAction::Store {
-            entry: ParsedResponse::from_parts(entry, facts),
+            entry: Arc::new(ParsedResponse::from_parts(entry, facts)),
             ttl,
             freshness,
             replaces,

@@ -80,7 +80,7 @@ fn stored(policy: &CachePolicy, request: &Request<()>) -> Vec<StoredResponse> {
     else {
         panic!("storable")
     };
-    let entry = entry.into_response();
+    let entry = std::sync::Arc::unwrap_or_clone(entry).into_response();
     // A second variant, so that Vary selection runs over more than one candidate.
     let mut other = entry.clone();
     other

@@ -264,12 +264,13 @@ fn exercise(
             }
             let _ = entry.variant_key();
             let _ = policy.freshness(&entry, now);
-            stored.push(entry.into_response());
+            stored.push(std::sync::Arc::unwrap_or_clone(entry).into_response());
         }
         ResponseAction::Refresh { updates, .. }
         | ResponseAction::UpdateFromHead { updates, .. } => {
             for update in updates {
-                stored[update.index] = update.entry.into_response();
+                stored[update.index] =
+                    std::sync::Arc::unwrap_or_clone(update.entry).into_response();
             }
         }
         _ => {}

@@ -1053,7 +1053,7 @@ impl Store for FsStore {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         Box::pin(async move {
@@ -1065,7 +1065,7 @@ impl Store for FsStore {
             let meta = EntryMeta {
                 key: key.to_owned(),
                 variant,
-                response: response.into_response(),
+                response: Arc::unwrap_or_clone(response).into_response(),
                 expires: expiry(options.ttl),
                 body_len: 0,
             };
@@ -1103,12 +1103,12 @@ impl Store for FsStore {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let inner = self.inner.clone();
         let (key, variant) = (key.to_owned(), variant.clone());
-        let response = response.into_response();
+        let response = Arc::unwrap_or_clone(response).into_response();
         Box::pin(blocking(move || {
             inner.update(&key, &variant, response, ttl)
         }))

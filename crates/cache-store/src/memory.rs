@@ -360,7 +360,7 @@ impl Store for MemoryStore {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         let limit = self.inner.max_body_size;
@@ -384,10 +384,9 @@ impl Store for MemoryStore {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let response = Arc::new(response);
         Box::pin(async move {
             self.inner.modify(key, |list| {
                 for slot in list
@@ -438,7 +437,7 @@ impl Store for MemoryStore {
 struct MemoryWriter {
     inner: Arc<Inner>,
     key: Arc<str>,
-    response: ParsedResponse,
+    response: Arc<ParsedResponse>,
     ttl: Duration,
     /// The first chunk, kept as it came: most bodies are one chunk, stored without a copy and
     /// without a list.
@@ -491,7 +490,7 @@ impl EntryWriter for MemoryWriter {
             let variant = Held {
                 weight: variant_weight(&this.response, &body),
                 id,
-                response: Arc::new(this.response),
+                response: this.response,
                 body,
                 expires: expires_after(this.ttl),
             };

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,7 +42,7 @@ pub struct WriteOptions {
 ///     BoxFuture, Entries, EntryWriter, Store, StoreError, StoredEntry, VariantId, WriteOptions,
 /// };
 ///
-/// type Table = Arc<Mutex<HashMap<String, Vec<(VariantId, ParsedResponse, Bytes)>>>>;
+/// type Table = Arc<Mutex<HashMap<String, Vec<(VariantId, Arc<ParsedResponse>, Bytes)>>>>;
 ///
 /// #[derive(Default)]
 /// struct ToyStore(Table);
@@ -49,7 +50,7 @@ pub struct WriteOptions {
 /// struct ToyWriter {
 ///     entries: Table,
 ///     key: String,
-///     response: ParsedResponse,
+///     response: Arc<ParsedResponse>,
 ///     body: BytesMut,
 /// }
 ///
@@ -80,7 +81,7 @@ pub struct WriteOptions {
 ///                 .into_iter()
 ///                 .flatten()
 ///                 .map(|(variant, response, body)| {
-///                     StoredEntry::in_memory(variant.clone(), Arc::new(response.clone()), body.clone())
+///                     StoredEntry::in_memory(variant.clone(), response.clone(), body.clone())
 ///                 })
 ///                 .collect())
 ///         })
@@ -89,7 +90,7 @@ pub struct WriteOptions {
 ///     fn begin<'a>(
 ///         &'a self,
 ///         key: &'a str,
-///         response: ParsedResponse,
+///         response: Arc<ParsedResponse>,
 ///         _options: WriteOptions,
 ///     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
 ///         Box::pin(async move {
@@ -107,7 +108,7 @@ pub struct WriteOptions {
 ///         &'a self,
 ///         key: &'a str,
 ///         variant: &'a VariantId,
-///         response: ParsedResponse,
+///         response: Arc<ParsedResponse>,
 ///         _ttl: std::time::Duration,
 ///     ) -> BoxFuture<'a, Result<(), StoreError>> {
 ///         Box::pin(async move {
@@ -183,7 +184,7 @@ pub trait Store: Send + Sync + 'static {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>>;
 
@@ -198,7 +199,7 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -230,7 +231,7 @@ pub trait EntryWriter: Send {
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
-impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+impl<S: Store + ?Sized> Store for Arc<S> {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         (**self).get(key)
     }
@@ -242,7 +243,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn begin<'a>(
         &'a self,
         key: &'a str,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         (**self).begin(key, response, options)
@@ -252,7 +253,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         &'a self,
         key: &'a str,
         variant: &'a VariantId,
-        response: ParsedResponse,
+        response: Arc<ParsedResponse>,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).update(key, variant, response, ttl)

@@ -48,22 +48,23 @@ struct Exchanged<'a> {
 }
 
 /// What [`Exchange::settle`] decided.
-enum Settled<'s, ResB, E> {
+enum Settled<ResB, E> {
     /// The answer, with nothing left to do (the origin failed).
     Done(Result<Response<CacheBody<ResB>>, E>),
     /// Remove what is stored under `invalidate`, then go on as `then` says.
     Then {
         invalidate: Vec<Arc<str>>,
-        then: Then<'s, ResB>,
+        then: Then<ResB>,
     },
 }
 
 /// The store call an answer still needs, and what to do after it.
-enum Then<'s, ResB> {
+enum Then<ResB> {
     Respond(Response<CacheBody<ResB>>),
     /// Start writing the origin's response, then tee its body into the writer.
     Store {
-        begin: Begin<'s>,
+        entry: Arc<ParsedResponse>,
+        options: WriteOptions,
         response: Response<ResB>,
         status: CacheStatus,
         superseded: Vec<VariantId>,
@@ -81,26 +82,6 @@ enum Then<'s, ResB> {
         remove: Vec<VariantId>,
         response: Response<CacheBody<ResB>>,
     },
-}
-
-type Beginning<'s> = cache_store::BoxFuture<'s, Result<Box<dyn EntryWriter>, StoreError>>;
-
-/// The start of a store write: already called, or waiting for the invalidations to be done.
-enum Begin<'s> {
-    Now(Beginning<'s>),
-    AfterInvalidation(Box<(ParsedResponse, WriteOptions)>),
-}
-
-impl<'s> Begin<'s> {
-    fn start(self, store: &'s dyn cache_store::Store, key: &'s str) -> Beginning<'s> {
-        match self {
-            Begin::Now(begin) => begin,
-            Begin::AfterInvalidation(write) => {
-                let (entry, options) = *write;
-                store.begin(key, entry, options)
-            }
-        }
-    }
 }
 
 /// The parts of the client's request kept while it is at the origin.
@@ -643,11 +624,12 @@ where
         match then {
             Then::Respond(response) => Ok(response),
             Then::Store {
-                begin,
+                entry,
+                options,
                 response,
                 mut status,
                 superseded,
-            } => match begin.start(&*self.shared.store, &context.key).await {
+            } => match self.shared.store.begin(&context.key, entry, options).await {
                 Ok(writer) => {
                     status.stored = true;
                     let writer = self.limit(writer);
@@ -693,11 +675,11 @@ where
 
     /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
     /// it needs, which [`forward`](Self::forward) awaits.
-    fn settle<'s>(
-        &'s self,
-        exchanged: &Exchanged<'s>,
+    fn settle(
+        &self,
+        exchanged: &Exchanged<'_>,
         result: Result<Response<ResB>, S::Error>,
-    ) -> Settled<'s, ResB, S::Error> {
+    ) -> Settled<ResB, S::Error> {
         let Exchanged {
             head,
             context,
@@ -751,13 +733,13 @@ where
             } if context.cacheable && context.mode != CacheMode::NoStore => {
                 if let Some(override_ttl) = context.ttl {
                     // The stored response says what the cache decided, so later lookups agree.
-                    let mut response = entry.into_response();
+                    let mut response = Arc::unwrap_or_clone(entry).into_response();
                     response.headers.remove(EXPIRES);
                     let max_age = format!("max-age={}", override_ttl.as_secs());
                     if let Ok(value) = HeaderValue::try_from(max_age) {
                         response.headers.insert(CACHE_CONTROL, value);
                     }
-                    entry = ParsedResponse::new(response);
+                    entry = Arc::new(ParsedResponse::new(response));
                     ttl = override_ttl;
                 }
                 let announced_length = content_length(&response);
@@ -791,16 +773,9 @@ where
                     ttl,
                     content_length: announced_length,
                 };
-                // The write starts after the invalidations (a store may order its own work by
-                // when `begin` is called); with none, at once, so that the entry is not kept in
-                // this request's future.
-                let begin = if invalidate.is_empty() {
-                    Begin::Now(self.shared.store.begin(&context.key, entry, options))
-                } else {
-                    Begin::AfterInvalidation(Box::new((entry, options)))
-                };
                 Then::Store {
-                    begin,
+                    entry,
+                    options,
                     response,
                     status,
                     superseded,

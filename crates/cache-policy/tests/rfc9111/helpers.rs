@@ -123,7 +123,9 @@ pub(crate) fn store_times(
         .after_response(request, response, request_time, response_time, NONE)
         .action
     {
-        ResponseAction::Store { entry, .. } => entry.into_response(),
+        ResponseAction::Store { entry, .. } => {
+            std::sync::Arc::unwrap_or_clone(entry).into_response()
+        }
         other => panic!("expected Store, got {other:?}"),
     }
 }

@@ -102,7 +102,7 @@ fn refresh_with(
     match decision.action {
         ResponseAction::Refresh { mut updates, .. } => {
             assert_eq!(updates.len(), 1);
-            updates.remove(0).entry.into_response()
+            std::sync::Arc::unwrap_or_clone(updates.remove(0).entry).into_response()
         }
         other => panic!("expected Refresh, got {other:?}"),
     }
