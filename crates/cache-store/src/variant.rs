@@ -25,22 +25,26 @@ use cache_policy::StoredResponse;
 /// assert!(!VariantId::of(&response).as_bytes().is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VariantId(Arc<[u8]>);
+pub struct VariantId(
+    /// `None` for the empty id (every response without `Vary`), which then allocates nothing;
+    /// never `Some` of empty bytes, so that equal ids compare equal.
+    Option<Arc<[u8]>>,
+);
 
 impl VariantId {
     /// The id of a stored response, from [`StoredResponse::variant_key`].
     pub fn of(response: &StoredResponse) -> Self {
-        VariantId(response.variant_key().into())
+        Self::from_bytes(&response.variant_key())
     }
 
     /// Rebuilds an id from the bytes [`VariantId::as_bytes`] returned, e.g. when a backend
     /// reads it back from storage.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        VariantId(bytes.into())
+        VariantId((!bytes.is_empty()).then(|| bytes.into()))
     }
 
     /// The canonical bytes of the id, stable across processes and versions of this crate.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_deref().unwrap_or_default()
     }
 }

@@ -5,8 +5,12 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes};
-use cache_store::{BoxFuture, EntryWriter, StoreError, StoredBody};
+use cache_store::{BoxFuture, EntryWriter, Store, StoreError, StoredBody, VariantId};
+
+use crate::coalesce::Leader;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -38,9 +42,113 @@ impl<E: StdError + 'static> StdError for BodyError<E> {
     }
 }
 
-/// Completes a teed entry: commits the writer, then runs the follow-up work (removing
-/// superseded variants, waking coalesced requests).
-pub(crate) type Finish = Box<dyn FnOnce(Box<dyn EntryWriter>) -> BoxFuture<'static, ()> + Send>;
+/// What completes a teed entry once its body has ended: the commit, then the removal of the
+/// variants the new response superseded, then the release of the coalescing leader (whose
+/// drop lets coalesced requests look again).
+///
+/// Plain data rather than a boxed closure and an `async` block: a stored miss then allocates
+/// nothing to finish, beyond what the store's commit needs.
+pub(crate) struct Finish {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) key: Arc<str>,
+    pub(crate) superseded: Vec<VariantId>,
+    pub(crate) leader: Option<Leader>,
+}
+
+impl Finish {
+    /// The work left after the commit ended with `result`, if any: removing superseded
+    /// variants. The leader is released when that work is done, or now.
+    fn after(self, result: Result<(), StoreError>) -> Option<BoxFuture<'static, ()>> {
+        match result {
+            Ok(()) if !self.superseded.is_empty() => Some(Box::pin(async move {
+                for variant in &self.superseded {
+                    if let Err(error) = self.store.remove(&self.key, Some(variant)).await {
+                        crate::log::store_error("remove", &error);
+                    }
+                }
+                drop(self.leader);
+            })),
+            Ok(()) => None,
+            Err(error) => {
+                crate::log::store_error("commit", &error);
+                None
+            }
+        }
+    }
+}
+
+/// Where a teed entry stands. Gone (`None` in the body) once the entry is abandoned or
+/// complete.
+enum Teeing {
+    /// Chunks go to the writer; `finish` completes the entry when the body ends.
+    Writing {
+        writer: Box<dyn EntryWriter>,
+        finish: Finish,
+    },
+    /// The body ended; the entry is being completed.
+    Committing(Committing),
+}
+
+/// A teed entry being completed.
+enum Committing {
+    /// The store's commit is under way.
+    Commit {
+        commit: BoxFuture<'static, Result<(), StoreError>>,
+        finish: Finish,
+    },
+    /// Committed; superseded variants are being removed.
+    After(BoxFuture<'static, ()>),
+    /// Everything is done.
+    Done,
+}
+
+impl Committing {
+    /// Starts completing the entry written by `writer`.
+    fn start(writer: Box<dyn EntryWriter>, finish: Finish) -> Self {
+        Committing::Commit {
+            commit: writer.commit(),
+            finish,
+        }
+    }
+
+    /// Drives the completion; ready when everything is done.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self {
+                Committing::Commit { commit, .. } => {
+                    let result = ready!(commit.as_mut().poll(cx));
+                    let Committing::Commit { finish, .. } =
+                        std::mem::replace(self, Committing::Done)
+                    else {
+                        return Poll::Ready(());
+                    };
+                    if let Some(after) = finish.after(result) {
+                        *self = Committing::After(after);
+                    }
+                }
+                Committing::After(after) => {
+                    ready!(after.as_mut().poll(cx));
+                    *self = Committing::Done;
+                }
+                Committing::Done => return Poll::Ready(()),
+            }
+        }
+    }
+
+    /// The rest of the work as one future, to run in the background when the body is dropped
+    /// mid-commit.
+    fn into_future(self) -> BoxFuture<'static, ()> {
+        match self {
+            Committing::Commit { commit, finish } => Box::pin(async move {
+                if let Some(after) = finish.after(commit.await) {
+                    after.await;
+                }
+            }),
+            Committing::After(after) => after,
+            Committing::Done => Box::pin(std::future::ready(())),
+        }
+    }
+}
 
 pin_project! {
     /// The body of a response from a [`CacheService`](crate::CacheService).
@@ -56,17 +164,18 @@ pin_project! {
 
     impl<B> PinnedDrop for CacheBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            let KindProj::Tee { committing, .. } = this.project().kind.project() else {
+            let KindProj::Tee { teeing, .. } = this.project().kind.project() else {
                 return;
             };
             // The caller stopped reading after the last chunk (hyper's server stops once it
             // has written Content-Length bytes and drops the body) while the commit was under
             // way: let it finish in the background. A writer still held here belongs to an
             // incomplete body and is abandoned when dropped.
-            if let (Some(commit), Ok(runtime)) =
-                (committing.take(), tokio::runtime::Handle::try_current())
-            {
-                runtime.spawn(commit);
+            if let (Some(Teeing::Committing(commit)), Ok(runtime)) = (
+                teeing.take().map(|teeing| *teeing),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                runtime.spawn(commit.into_future());
             }
         }
     }
@@ -80,9 +189,8 @@ pin_project! {
         Tee {
             #[pin]
             body: B,
-            writer: Option<Box<dyn EntryWriter>>,
-            finish: Option<Finish>,
-            committing: Option<BoxFuture<'static, ()>>,
+            // Boxed: a response is moved several times, and most responses are hits.
+            teeing: Option<Box<Teeing>>,
         },
     }
 }
@@ -108,9 +216,7 @@ impl<B> CacheBody<B> {
         CacheBody {
             kind: Kind::Tee {
                 body,
-                writer: Some(writer),
-                finish: Some(finish),
-                committing: None,
+                teeing: Some(Box::new(Teeing::Writing { writer, finish })),
             },
         }
     }
@@ -118,6 +224,26 @@ impl<B> CacheBody<B> {
 
 fn to_bytes<D: Buf>(frame: Frame<D>) -> Frame<Bytes> {
     frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
+}
+
+/// Starts completing the entry when it is still being written, and drives the completion;
+/// ready when nothing is left to do.
+fn commit(teeing: &mut Option<Box<Teeing>>, cx: &mut Context<'_>) -> Poll<()> {
+    let Some(state) = teeing.as_deref_mut() else {
+        return Poll::Ready(());
+    };
+    if let Teeing::Writing { .. } = state {
+        // In place: the box the entry was written from holds its completion.
+        let writing = std::mem::replace(state, Teeing::Committing(Committing::Done));
+        if let Teeing::Writing { writer, finish } = writing {
+            *state = Teeing::Committing(Committing::start(writer, finish));
+        }
+    }
+    if let Teeing::Committing(committing) = state {
+        ready!(committing.poll(cx));
+    }
+    *teeing = None;
+    Poll::Ready(())
 }
 
 impl<B> Body for CacheBody<B>
@@ -139,59 +265,39 @@ where
             KindProj::Origin { body } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|result| result.map(to_bytes).map_err(BodyError::Origin))),
-            KindProj::Tee {
-                mut body,
-                writer,
-                finish,
-                committing,
-            } => {
-                if let Some(commit) = committing {
-                    ready!(commit.as_mut().poll(cx));
-                    *committing = None;
+            KindProj::Tee { mut body, teeing } => {
+                if let Some(Teeing::Committing(commit)) = teeing.as_deref_mut() {
+                    ready!(commit.poll(cx));
+                    *teeing = None;
                     return Poll::Ready(None);
                 }
                 match ready!(body.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => {
                         let frame = to_bytes(frame);
-                        if let (Some(data), Some(w)) = (frame.data_ref(), writer.as_mut()) {
-                            if let Err(_error) = w.write(data.clone()) {
+                        if let (Some(data), Some(Teeing::Writing { writer, .. })) =
+                            (frame.data_ref(), teeing.as_deref_mut())
+                        {
+                            if let Err(_error) = writer.write(data.clone()) {
                                 // Too large or failing: stop storing, keep streaming.
                                 crate::log::store_error("write", &_error);
-                                *writer = None;
-                                *finish = None;
+                                *teeing = None;
                             }
                         }
                         if body.is_end_stream() {
                             // The last chunk: commit now rather than on a further poll that a
                             // caller reading exactly Content-Length bytes may never make.
-                            if let (Some(w), Some(f)) = (writer.take(), finish.take()) {
-                                let mut commit = f(w);
-                                if commit.as_mut().poll(cx).is_pending() {
-                                    *committing = Some(commit);
-                                }
-                            }
+                            let _ = commit(teeing, cx);
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Some(Err(error)) => {
                         // An origin body error leaves no entry: dropping the writer aborts it.
-                        *writer = None;
-                        *finish = None;
+                        *teeing = None;
                         Poll::Ready(Some(Err(BodyError::Origin(error))))
                     }
-                    None => match (writer.take(), finish.take()) {
-                        (Some(w), Some(f)) => {
-                            let mut commit = f(w);
-                            // Commit before reporting the end, so that a caller that has read
-                            // the whole body finds the entry stored.
-                            if commit.as_mut().poll(cx).is_pending() {
-                                *committing = Some(commit);
-                                return Poll::Pending;
-                            }
-                            Poll::Ready(None)
-                        }
-                        _ => Poll::Ready(None),
-                    },
+                    // Commit before reporting the end, so that a caller that has read the
+                    // whole body finds the entry stored.
+                    None => commit(teeing, cx).map(|()| None),
                 }
             }
         }

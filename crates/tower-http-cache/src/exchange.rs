@@ -633,7 +633,12 @@ where
                 Ok(writer) => {
                     status.stored = true;
                     let writer = self.limit(writer);
-                    let finish = self.finisher(context.key.clone(), superseded, leader);
+                    let finish = Finish {
+                        store: self.shared.store.clone(),
+                        key: context.key.clone(),
+                        superseded,
+                        leader,
+                    };
                     Ok(self.finish(
                         response.map(|body| CacheBody::tee(body, writer, finish)),
                         status,
@@ -868,32 +873,6 @@ where
             }),
             None => writer,
         }
-    }
-
-    /// What runs when a teed body completes: commit, then remove the variants the new response
-    /// superseded, then let coalesced requests look again.
-    fn finisher(
-        &self,
-        key: Arc<str>,
-        superseded: Vec<VariantId>,
-        leader: Option<Leader>,
-    ) -> Finish {
-        let store = self.shared.store.clone();
-        Box::new(move |writer: Box<dyn EntryWriter>| {
-            Box::pin(async move {
-                match writer.commit().await {
-                    Ok(()) => {
-                        for variant in &superseded {
-                            if let Err(error) = store.remove(&key, Some(variant)).await {
-                                log::store_error("remove", &error);
-                            }
-                        }
-                    }
-                    Err(error) => log::store_error("commit", &error),
-                }
-                drop(leader);
-            })
-        })
     }
 
     /// RFC 5861 §3: refreshes a stale response after it was served, in a spawned task, at most
