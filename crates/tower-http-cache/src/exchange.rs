@@ -397,7 +397,8 @@ where
         let method = request.method().clone();
         let (revalidation, fwd, coalesce) = match lookup {
             Lookup::Fresh(serve) | Lookup::NotModified(serve) => {
-                let status = self.served_status(CacheOutcome::Hit, &context, &serve, &candidates);
+                let status =
+                    self.served_status(CacheOutcome::Hit, context.key, &serve, &candidates);
                 return Next::Respond(self.serve_stored(serve, &candidates, &method, status));
             }
             Lookup::Stale {
@@ -408,7 +409,7 @@ where
                 } else {
                     CacheOutcome::Stale
                 };
-                let status = self.served_status(outcome, &context, &serve, &candidates);
+                let status = self.served_status(outcome, context.key.clone(), &serve, &candidates);
                 match revalidate {
                     // stale-while-revalidate without a runtime to refresh in: revalidate now.
                     Some(revalidation) if !forcing && !self.can_spawn() => {
@@ -509,14 +510,16 @@ where
         }
     }
 
+    /// The status of a response served from the store, under `key` (moved in where the
+    /// request is done with it: a hit then touches no reference count for it).
     fn served_status(
         &self,
         outcome: CacheOutcome,
-        context: &Keyed,
+        key: Arc<str>,
         serve: &Serve,
         candidates: &[StoredEntry],
     ) -> CacheStatus {
-        let mut status = CacheStatus::new(outcome, Some(context.key.clone()));
+        let mut status = CacheStatus::new(outcome, Some(key));
         status.age = Some(serve.freshness.age);
         status.ttl = Some(serve.freshness.time_to_live());
         status.stored_at = candidates
@@ -701,8 +704,12 @@ where
                 // RFC 5861 §4: the origin cannot be reached; a stale response may do.
                 return Settled::Done(match policy.on_error(head, candidates, response_time) {
                     Some(serve) => {
-                        let mut status =
-                            self.served_status(CacheOutcome::Stale, context, &serve, candidates);
+                        let mut status = self.served_status(
+                            CacheOutcome::Stale,
+                            context.key.clone(),
+                            &serve,
+                            candidates,
+                        );
                         status.fwd = Some(fwd);
                         status.detail = Some("stale-if-error");
                         Ok(self.serve_stored(serve, candidates, &head.method, status))
@@ -793,8 +800,12 @@ where
                     .find(|update| update.index == serve.index)
                     .map(|update| serve.response_head(&update.entry));
                 let updates = with_variants(candidates, updates);
-                let mut status =
-                    self.served_status(CacheOutcome::Revalidated, context, &serve, candidates);
+                let mut status = self.served_status(
+                    CacheOutcome::Revalidated,
+                    context.key.clone(),
+                    &serve,
+                    candidates,
+                );
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(StatusCode::NOT_MODIFIED);
                 status.stored = true;
@@ -811,8 +822,12 @@ where
                 response: self.finish(response.map(CacheBody::origin), status),
             },
             ResponseAction::ServeStale(serve) => {
-                let mut status =
-                    self.served_status(CacheOutcome::Stale, context, &serve, candidates);
+                let mut status = self.served_status(
+                    CacheOutcome::Stale,
+                    context.key.clone(),
+                    &serve,
+                    candidates,
+                );
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
                 status.detail = Some("stale-if-error");
