@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// The keys with a request at the origin.
+/// The keys with a request at the origin, with the outcome their followers wait on once a
+/// follower came (most misses have none, and then allocate nothing and wake nobody).
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    keys: Mutex<HashMap<Arc<str>, Arc<Outcome>>>,
+    keys: Mutex<HashMap<Arc<str>, Option<Arc<Outcome>>>>,
 }
 
 /// Whether the leader of a key is done, and the followers to wake when it is.
@@ -27,18 +28,21 @@ pub(crate) struct Outcome {
 pub(crate) struct Leader {
     in_flight: Arc<InFlight>,
     key: Arc<str>,
-    outcome: Arc<Outcome>,
 }
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        self.in_flight
+        let outcome = self
+            .in_flight
             .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
-        self.outcome.done.store(true, Ordering::Release);
-        self.outcome.notify.notify_waiters();
+            .remove(&self.key)
+            .flatten();
+        if let Some(outcome) = outcome {
+            outcome.done.store(true, Ordering::Release);
+            outcome.notify.notify_waiters();
+        }
     }
 }
 
@@ -51,15 +55,15 @@ impl InFlight {
     /// Becomes the leader for `key`, or a follower of the current leader.
     pub(crate) fn join(self: &Arc<Self>, key: &Arc<str>) -> Role {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(outcome) = keys.get(key) {
+        if let Some(outcome) = keys.get_mut(key) {
+            // The first follower makes the outcome; the leader finds it when it is done.
+            let outcome = outcome.get_or_insert_with(Default::default);
             return Role::Follower(outcome.clone());
         }
-        let outcome = Arc::new(Outcome::default());
-        keys.insert(key.clone(), outcome.clone());
+        keys.insert(key.clone(), None);
         Role::Leader(Leader {
             in_flight: self.clone(),
             key: key.clone(),
-            outcome,
         })
     }
 }
@@ -78,4 +82,70 @@ pub(crate) async fn wait(outcome: Arc<Outcome>, timeout: Duration) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Arc<str> {
+        Arc::from("http://example.com/")
+    }
+
+    /// A follower is woken by the leader's end, not by its timeout: the (paused) clock does not
+    /// move while it waits.
+    #[tokio::test(start_paused = true)]
+    async fn the_leader_wakes_its_followers() {
+        let in_flight = Arc::new(InFlight::default());
+        let Role::Leader(leader) = in_flight.join(&key()) else {
+            panic!("the first request leads");
+        };
+        let followers: Vec<_> = (0..3)
+            .map(|_| match in_flight.join(&key()) {
+                Role::Follower(outcome) => tokio::spawn(wait(outcome, Duration::from_secs(60))),
+                Role::Leader(_) => panic!("a second leader while the first is at the origin"),
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let start = tokio::time::Instant::now();
+        drop(leader);
+        for follower in followers {
+            follower.await.expect("follower");
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a follower waited for its timeout"
+        );
+    }
+
+    /// A follower that joins just before the leader ends, and waits only after, still returns
+    /// at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_waiter_sees_the_leader_done() {
+        let in_flight = Arc::new(InFlight::default());
+        let Role::Leader(leader) = in_flight.join(&key()) else {
+            panic!("the first request leads");
+        };
+        let Role::Follower(outcome) = in_flight.join(&key()) else {
+            panic!("the second request follows");
+        };
+        drop(leader);
+        let start = tokio::time::Instant::now();
+        wait(outcome, Duration::from_secs(60)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// A leader without followers leaves nothing behind: the next request for the key leads.
+    #[test]
+    fn a_done_leader_leaves_no_trace() {
+        let in_flight = Arc::new(InFlight::default());
+        for _ in 0..2 {
+            let Role::Leader(leader) = in_flight.join(&key()) else {
+                panic!("nobody else is at the origin");
+            };
+            drop(leader);
+        }
+        assert!(in_flight.keys.lock().expect("lock").is_empty());
+    }
 }
