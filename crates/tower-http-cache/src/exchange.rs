@@ -465,28 +465,6 @@ where
         }))
     }
 
-    /// Goes to the origin, first joining the requests for the same key already there when
-    /// `coalesce` is set.
-    async fn go_to_origin(
-        self,
-        mut forward: Box<Forward<ReqB>>,
-    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        if forward.coalesce {
-            match self.coalesce(&forward.context).await {
-                Ok(leader) => forward.trip.leader = leader,
-                // A coalesced request finished: look again, and go alone if still needed.
-                Err(()) => {
-                    let Forward {
-                        request, context, ..
-                    } = *forward;
-                    return self.lookup(request, context, false).await;
-                }
-            }
-        }
-        // The request goes on in its box: its future holds a pointer, not the request.
-        self.forward(forward).await
-    }
-
     /// Whether a background refresh can be spawned (enabled, and inside a tokio runtime).
     fn can_spawn(&self) -> bool {
         self.shared.background_revalidation && tokio::runtime::Handle::try_current().is_ok()
@@ -596,16 +574,30 @@ where
         response
     }
 
-    /// Sends the request to the origin (with validators when revalidating) and acts on the
+    /// Goes to the origin, first joining the requests for the same key already there when the
+    /// trip says so, sends the request (with validators when revalidating), and acts on the
     /// answer as the policy says.
     ///
     /// Everything between the origin's answer and the store calls is decided by
     /// [`settle`](Self::settle), a plain function: only what a store call needs is kept across
     /// its await, so this future stays small, and moving it is cheap on every miss.
-    async fn forward(
-        &self,
-        forward: Box<Forward<ReqB>>,
+    async fn go_to_origin(
+        self,
+        mut forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        if forward.coalesce {
+            match self.coalesce(&forward.context).await {
+                Ok(leader) => forward.trip.leader = leader,
+                // A coalesced request finished: look again, and go alone if still needed.
+                // Boxed: it is rare, and its future would otherwise be part of every trip's.
+                Err(()) => {
+                    let Forward {
+                        request, context, ..
+                    } = *forward;
+                    return Box::pin(self.lookup(request, context, false)).await;
+                }
+            }
+        }
         let (request, head, context, candidates, leader, fwd) = (*forward).depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
@@ -682,7 +674,7 @@ where
     }
 
     /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
-    /// it needs, which [`forward`](Self::forward) awaits.
+    /// it needs, which [`go_to_origin`](Self::go_to_origin) awaits.
     fn settle(
         &self,
         exchanged: &Exchanged<'_>,
@@ -908,7 +900,7 @@ where
         tokio::spawn(async move {
             let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange
-                .forward(Box::new(Forward {
+                .go_to_origin(Box::new(Forward {
                     request,
                     context,
                     trip: Trip {
