@@ -66,10 +66,13 @@ fn is_updatable(name: &HeaderName, connection: &[HeaderName]) -> bool {
 /// named by a qualified `private` removed in a shared cache, a `Date` added when the origin
 /// sent none (RFC 9110 §6.6.1), and `Age: 0` when it sent no `Age`. Repeated fields stay
 /// separate lines in their order.
+///
+/// `valid_date` says whether the response's `Date` parses (the caller has parsed it already).
 pub(crate) fn headers_to_store(
     response: &HeaderMap,
     cc: &ResponseDirectives,
     shared: bool,
+    valid_date: bool,
     response_time: SystemTime,
 ) -> HeaderMap {
     let mut headers = response.clone();
@@ -83,11 +86,9 @@ pub(crate) fn headers_to_store(
         }
     }
     // RFC 9110 §6.6.1: a cache adds a missing `Date`, and may replace an invalid one with the
-    // time the response was received, so that what it serves is a valid HTTP-date.
-    let valid_date = headers
-        .get(header::DATE)
-        .is_some_and(|date| crate::freshness::parse_date(date).is_some());
-    if !valid_date {
+    // time the response was received, so that what it serves is a valid HTTP-date. (A `Date`
+    // that `Connection` or `no-cache="date"` named is gone by now.)
+    if !(valid_date && headers.contains_key(header::DATE)) {
         headers.insert(header::DATE, http_date(response_time));
     }
     reserve_age(&mut headers);
@@ -135,6 +136,19 @@ pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `headers_to_store` with the `Date` validity its caller would have parsed.
+    fn stored_lines(
+        response: &HeaderMap,
+        cc: &ResponseDirectives,
+        shared: bool,
+        response_time: SystemTime,
+    ) -> HeaderMap {
+        let valid_date = response
+            .get(header::DATE)
+            .is_some_and(|date| crate::freshness::parse_date(date).is_some());
+        headers_to_store(response, cc, shared, valid_date, response_time)
+    }
     use std::time::Duration;
 
     fn map(lines: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -156,7 +170,7 @@ mod tests {
             ("content-type", "text/plain"),
             ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
         ]);
-        let stored = headers_to_store(
+        let stored = stored_lines(
             &response,
             &ResponseDirectives::default(),
             false,
@@ -174,7 +188,7 @@ mod tests {
             ("link", "</a>; rel=preload"),
             ("link", "</b>; rel=preload"),
         ]);
-        let stored = headers_to_store(
+        let stored = stored_lines(
             &response,
             &ResponseDirectives::default(),
             false,
@@ -186,9 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn rfc9110_6_6_1_date_added_when_a_valid_one_is_removed_as_connection_listed() {
+        let response = map(&[
+            ("connection", "date"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_778);
+        let stored = stored_lines(&response, &ResponseDirectives::default(), false, time);
+        assert_eq!(stored["date"], "Sun, 06 Nov 1994 08:49:38 GMT");
+    }
+
+    #[test]
     fn rfc9110_6_6_1_date_added_when_missing() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let stored = headers_to_store(
+        let stored = stored_lines(
             &HeaderMap::new(),
             &ResponseDirectives::default(),
             false,
@@ -209,13 +234,13 @@ mod tests {
             ("etag", "\"1\""),
         ]);
         let cc = ResponseDirectives::parse(response.get_all("cache-control"));
-        let private = headers_to_store(&response, &cc, false, SystemTime::UNIX_EPOCH);
+        let private = stored_lines(&response, &cc, false, SystemTime::UNIX_EPOCH);
         assert!(!private.contains_key("set-cookie"));
         assert!(
             private.contains_key("x-user"),
             "a private cache may keep private fields"
         );
-        let shared = headers_to_store(&response, &cc, true, SystemTime::UNIX_EPOCH);
+        let shared = stored_lines(&response, &cc, true, SystemTime::UNIX_EPOCH);
         assert!(!shared.contains_key("set-cookie") && !shared.contains_key("x-user"));
         assert!(shared.contains_key("etag"));
     }
