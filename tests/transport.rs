@@ -1,5 +1,6 @@
 //! The layer over other transports and stores: a non-`Clone` inner service behind a
-//! concurrency limit, a store that is down, and the filesystem store.
+//! concurrency limit, a store that is down, a store whose commits wait, and the filesystem
+//! store.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -440,4 +441,136 @@ async fn post_requests_are_cached_by_a_hash_of_their_body_when_opted_in() {
     assert_eq!(outcome, CacheOutcome::Miss);
     assert_eq!(body.len(), "answer to ".len() + 4096);
     assert_eq!(post(big).await.0, CacheOutcome::Miss);
+}
+
+/// A memory store whose commits wait for a gate, as a slow backend's would.
+struct GatedStore {
+    inner: tower_http_cache::MemoryStore,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+struct GatedWriter {
+    inner: Box<dyn EntryWriter>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl EntryWriter for GatedWriter {
+    fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.inner.write(chunk)
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _permit = self.gate.acquire().await.expect("gate");
+            self.inner.commit().await
+        })
+    }
+}
+
+impl Store for GatedStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
+        self.inner.get(key)
+    }
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        Box::pin(async move {
+            let inner = self.inner.begin(key, response, options).await?;
+            let gate = self.gate.clone();
+            Ok(Box::new(GatedWriter { inner, gate }) as Box<dyn EntryWriter>)
+        })
+    }
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: Arc<ParsedResponse>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.update(key, variant, response, ttl)
+    }
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.remove(key, variant)
+    }
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.clear()
+    }
+}
+
+/// A caller that stops reading once it has the last chunk (as hyper's server does after
+/// Content-Length bytes) and drops the body while the store's commit is still waiting: the
+/// entry is still committed, in the background, and the next request is a hit whose body is
+/// whole. Until then, the key's coalescing leader is held, so a concurrent request waits
+/// instead of going to the origin.
+#[tokio::test]
+async fn a_body_dropped_while_its_commit_waits_is_still_stored() {
+    use http_body::Body as _;
+
+    let origin = Origin::start(|_| async {
+        Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(full("the whole body"))
+            .expect("response")
+    })
+    .await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let store = GatedStore {
+        inner: tower_http_cache::MemoryStore::default(),
+        gate: gate.clone(),
+    };
+    let service = ServiceBuilder::new()
+        .layer(CacheLayer::new(store))
+        .service(origin::client());
+    let request = || {
+        Request::get(origin.url("/gated"))
+            .body(Full::default())
+            .expect("request")
+    };
+
+    let response = service.clone().oneshot(request()).await.expect("response");
+    // Boxed, so that dropping it drops the body.
+    let mut body = Box::pin(response.into_body());
+    let mut read = Vec::new();
+    while !body.is_end_stream() {
+        let frame = std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            // The end is reported only once the entry is committed: stop at the last chunk.
+            Poll::Pending if !read.is_empty() => Poll::Ready(None),
+            other => other,
+        })
+        .await;
+        match frame {
+            Some(frame) => {
+                read.extend_from_slice(&frame.expect("frame").into_data().expect("data"))
+            }
+            None => break,
+        }
+    }
+    assert_eq!(read, b"the whole body");
+    drop(body);
+
+    // The commit waits, in the background, holding the key's coalescing leader.
+    let waiting = tokio::spawn({
+        let service = service.clone();
+        let request = request();
+        async move { Answer::read(service.oneshot(request).await.expect("response")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a follower went on before the commit"
+    );
+    assert_eq!(origin.hits(), 1);
+
+    gate.add_permits(1);
+    let answer = waiting.await.expect("follower");
+    assert_eq!(answer.cache.outcome, CacheOutcome::Hit);
+    assert_eq!(answer.body, "the whole body");
+    assert_eq!(origin.hits(), 1);
 }

@@ -87,7 +87,7 @@ pub(crate) fn headers_to_store(
     }
     // RFC 9110 §6.6.1: a cache adds a missing `Date`, and may replace an invalid one with the
     // time the response was received, so that what it serves is a valid HTTP-date. (A `Date`
-    // that `Connection` or `no-cache="date"` named is gone by now.)
+    // that `Connection`, `no-cache="date"` or, shared, `private="date"` named is gone by now.)
     if !(valid_date && headers.contains_key(header::DATE)) {
         headers.insert(header::DATE, http_date(response_time));
     }

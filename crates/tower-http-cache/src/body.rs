@@ -47,7 +47,8 @@ impl<E: StdError + 'static> StdError for BodyError<E> {
 /// drop lets coalesced requests look again).
 ///
 /// Plain data rather than a boxed closure and an `async` block: a stored miss then allocates
-/// nothing to finish, beyond what the store's commit needs.
+/// nothing to finish, beyond what the store's commit needs (and, when the new response
+/// superseded stored variants, their removal).
 pub(crate) struct Finish {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) key: Arc<str>,
@@ -171,11 +172,12 @@ pin_project! {
             // has written Content-Length bytes and drops the body) while the commit was under
             // way: let it finish in the background. A writer still held here belongs to an
             // incomplete body and is abandoned when dropped.
-            if let (Some(Teeing::Committing(commit)), Ok(runtime)) = (
-                teeing.take().map(|teeing| *teeing),
-                tokio::runtime::Handle::try_current(),
-            ) {
-                runtime.spawn(commit.into_future());
+            match (teeing.take().map(|teeing| *teeing), tokio::runtime::Handle::try_current()) {
+                (Some(Teeing::Committing(Committing::Done)), _) => {}
+                (Some(Teeing::Committing(commit)), Ok(runtime)) => {
+                    runtime.spawn(commit.into_future());
+                }
+                _ => {}
             }
         }
     }

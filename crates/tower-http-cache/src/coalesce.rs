@@ -64,10 +64,26 @@ impl InFlight {
             return Role::Follower(outcome.clone());
         }
         keys.insert(key.clone(), None);
-        Role::Leader(Leader {
+        Role::Leader(self.leader(key))
+    }
+
+    /// Leads for `key` when no request for it is at the origin; `None` otherwise, without
+    /// making anything to wait on (for work nobody waits for, such as a background refresh).
+    pub(crate) fn lead(self: &Arc<Self>, key: &Arc<str>) -> Option<Leader> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.contains_key(key) {
+            return None;
+        }
+        keys.insert(key.clone(), None);
+        Some(self.leader(key))
+    }
+
+    /// The leader of `key`, which the caller has just marked in flight.
+    fn leader(self: &Arc<Self>, key: &Arc<str>) -> Leader {
+        Leader {
             in_flight: self.clone(),
             key: key.clone(),
-        })
+        }
     }
 }
 
@@ -110,6 +126,10 @@ mod tests {
             })
             .collect();
         tokio::task::yield_now().await;
+        assert!(
+            followers.iter().all(|f| !f.is_finished()),
+            "the followers wait while the leader is at the origin"
+        );
         let start = tokio::time::Instant::now();
         drop(leader);
         for follower in followers {
@@ -137,6 +157,17 @@ mod tests {
         let start = tokio::time::Instant::now();
         wait(outcome, Duration::from_secs(60)).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// A background refresh leads only when nothing is in flight for the key.
+    #[test]
+    fn lead_only_when_the_key_is_free() {
+        let in_flight = Arc::new(InFlight::default());
+        let leader = in_flight.lead(&key()).expect("free key");
+        assert!(in_flight.lead(&key()).is_none());
+        assert!(matches!(in_flight.join(&key()), Role::Follower(_)));
+        drop(leader);
+        assert!(in_flight.lead(&key()).is_some());
     }
 
     /// A leader without followers leaves nothing behind: the next request for the key leads.

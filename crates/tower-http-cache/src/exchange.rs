@@ -891,10 +891,9 @@ where
         candidates: Entries,
         revalidation: Revalidation,
     ) {
-        let leader = match self.shared.in_flight.join(&context.key) {
-            Role::Leader(leader) => leader,
-            // A refresh (or a miss) for this key is already at the origin.
-            Role::Follower(_) => return,
+        // Nothing to do when a refresh (or a miss) for this key is already at the origin.
+        let Some(leader) = self.shared.in_flight.lead(&context.key) else {
+            return;
         };
         let exchange = self.to_owned();
         tokio::spawn(async move {
