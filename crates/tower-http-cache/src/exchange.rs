@@ -110,21 +110,20 @@ struct Forward<ReqB> {
     coalesce: bool,
 }
 
+/// What a request keeps while it is at the origin.
+struct AtOrigin {
+    head: OwnedHead,
+    context: Keyed,
+    candidates: Entries,
+    leader: Option<Leader>,
+    fwd: &'static str,
+}
+
 impl<ReqB> Forward<ReqB> {
     /// Splits the trip into the request to send (with its validators when revalidating) and
     /// what is kept while it is at the origin. A plain function, so that the request's future
     /// does not keep the trip's parts after they are used.
-    #[allow(clippy::type_complexity)]
-    fn depart(
-        self,
-    ) -> (
-        Request<ReqB>,
-        OwnedHead,
-        Keyed,
-        Entries,
-        Option<Leader>,
-        &'static str,
-    ) {
+    fn depart(self) -> (Request<ReqB>, AtOrigin) {
         let Forward {
             request,
             context,
@@ -140,15 +139,14 @@ impl<ReqB> Forward<ReqB> {
         if let Some(revalidation) = trip.revalidation {
             revalidation.apply_to(&mut parts.headers);
         }
-        let request = Request::from_parts(parts, body);
-        (
-            request,
+        let kept = AtOrigin {
             head,
             context,
-            trip.candidates,
-            trip.leader,
-            trip.fwd,
-        )
+            candidates: trip.candidates,
+            leader: trip.leader,
+            fwd: trip.fwd,
+        };
+        (Request::from_parts(parts, body), kept)
     }
 }
 
@@ -532,7 +530,7 @@ where
         head: http::response::Parts,
         candidates: &[StoredEntry],
         method: &Method,
-        status: CacheStatus,
+        mut status: CacheStatus,
     ) -> Response<CacheBody<ResB>> {
         let body = match candidates.get(serve.index) {
             Some(entry) if *method != Method::HEAD && !serve.not_modified => match entry.body() {
@@ -541,7 +539,6 @@ where
                 // can come back for it (a 304 after the stale response was served with it),
                 // and its response is drained, not served.
                 None => {
-                    let mut status = status;
                     status.detail = Some("stored-body-taken");
                     return self.finish(bad_gateway(), status);
                 }
@@ -598,7 +595,16 @@ where
                 }
             }
         }
-        let (request, head, context, candidates, leader, fwd) = (*forward).depart();
+        let (
+            request,
+            AtOrigin {
+                head,
+                context,
+                candidates,
+                leader,
+                fwd,
+            },
+        ) = (*forward).depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
         let exchanged = Exchanged {
