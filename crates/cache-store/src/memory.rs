@@ -348,6 +348,31 @@ fn expires_after(ttl: Duration) -> Instant {
     Instant::now_without_cache_update().saturating_add(ttl.min(CENTURY).into())
 }
 
+impl MemoryStore {
+    /// A writer for a new variant of `key`, unless its announced length is over the limit.
+    fn writer(
+        &self,
+        key: Arc<str>,
+        response: Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> Result<Box<dyn EntryWriter>, StoreError> {
+        let limit = self.inner.max_body_size;
+        match options.content_length {
+            Some(len) if len > limit => Err(StoreError::TooLarge { limit }),
+            _ => Ok(Box::new(MemoryWriter {
+                inner: self.inner.clone(),
+                key,
+                response,
+                ttl: options.ttl,
+                first: Bytes::new(),
+                rest: Vec::new(),
+                len: 0,
+                failed: false,
+            })),
+        }
+    }
+}
+
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
         Box::pin(std::future::ready(Ok(self.inner.read(key))))
@@ -363,21 +388,20 @@ impl Store for MemoryStore {
         response: Arc<ParsedResponse>,
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
-        let limit = self.inner.max_body_size;
-        let result = match options.content_length {
-            Some(len) if len > limit => Err(StoreError::TooLarge { limit }),
-            _ => Ok(Box::new(MemoryWriter {
-                inner: self.inner.clone(),
-                key: Arc::from(key),
-                response,
-                ttl: options.ttl,
-                first: Bytes::new(),
-                rest: Vec::new(),
-                len: 0,
-                failed: false,
-            }) as Box<dyn EntryWriter>),
-        };
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.writer(
+            key.into(),
+            response,
+            options,
+        )))
+    }
+
+    fn begin_now(
+        &self,
+        key: &Arc<str>,
+        response: &Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> Option<Result<Box<dyn EntryWriter>, StoreError>> {
+        Some(self.writer(key.clone(), response.clone(), options))
     }
 
     fn update<'a>(

@@ -188,6 +188,50 @@ pub trait Store: Send + Sync + 'static {
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>>;
 
+    /// What [`begin`](Store::begin) would return, when the store can start the entry without
+    /// waiting; `None` when it cannot, and the caller awaits `begin`.
+    ///
+    /// Like [`get_now`](Store::get_now), this spares a miss the boxed future of a store that
+    /// keeps its entries in memory. The key comes shared, so that such a store keeps it without
+    /// a copy. The default says `None`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// use bytes::Bytes;
+    /// use cache_policy::StoredResponse;
+    /// use cache_store::{MemoryStore, Store, WriteOptions};
+    /// use http::{HeaderMap, Method, StatusCode, Uri};
+    ///
+    /// let store = MemoryStore::default();
+    /// let response = StoredResponse {
+    ///     method: Method::GET,
+    ///     uri: Uri::from_static("https://example.com/"),
+    ///     status: StatusCode::OK,
+    ///     headers: HeaderMap::new(),
+    ///     vary_request_headers: HeaderMap::new(),
+    ///     request_time: SystemTime::now(),
+    ///     response_time: SystemTime::now(),
+    /// };
+    /// let key: Arc<str> = Arc::from("https://example.com/");
+    /// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: None };
+    /// let mut writer = store
+    ///     .begin_now(&key, &response.into(), options)
+    ///     .expect("a memory store begins at once")
+    ///     .expect("and does not fail");
+    /// writer.write(Bytes::from_static(b"hello")).expect("written");
+    /// ```
+    fn begin_now(
+        &self,
+        key: &Arc<str>,
+        response: &Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> Option<Result<Box<dyn EntryWriter>, StoreError>> {
+        let _ = (key, response, options);
+        None
+    }
+
     /// Replaces the metadata of one stored variant, keeping its body (RFC 9111 §4.3.4, after a
     /// 304), and resets its TTL. Updating a variant that no longer exists is not an error.
     ///
@@ -247,6 +291,15 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         options: WriteOptions,
     ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
         (**self).begin(key, response, options)
+    }
+
+    fn begin_now(
+        &self,
+        key: &Arc<str>,
+        response: &Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> Option<Result<Box<dyn EntryWriter>, StoreError>> {
+        (**self).begin_now(key, response, options)
     }
 
     fn update<'a>(

@@ -2,7 +2,7 @@
 //! asked, the origin called when it says so, and its answer stored, refreshed or passed on.
 
 use std::borrow::Cow;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -58,17 +58,26 @@ enum Settled<ResB, E> {
     },
 }
 
+/// What [`Exchange::answer`] made of the origin's answer.
+enum Answer<ResB, E> {
+    /// The response, with nothing left that waits.
+    Now(Result<Response<CacheBody<ResB>>, E>),
+    /// Store calls to await first, in [`Exchange::complete`] (boxed: rare, and large).
+    Later(Box<Later<ResB>>),
+}
+
+/// The store calls an answer waits on, with what the request kept.
+struct Later<ResB> {
+    invalidate: Vec<Arc<str>>,
+    then: Then<ResB>,
+    kept: AtOrigin,
+}
+
 /// The store call an answer still needs, and what to do after it.
 enum Then<ResB> {
     Respond(Response<CacheBody<ResB>>),
     /// Start writing the origin's response, then tee its body into the writer.
-    Store {
-        entry: Arc<ParsedResponse>,
-        options: WriteOptions,
-        response: Response<ResB>,
-        status: CacheStatus,
-        superseded: Vec<VariantId>,
-    },
+    Store(Storing<ResB>),
     /// Freshen the stored variants a 304 validated, then serve the chosen one.
     Refresh {
         updates: Vec<(VariantId, Update)>,
@@ -82,6 +91,22 @@ enum Then<ResB> {
         remove: Vec<VariantId>,
         response: Response<CacheBody<ResB>>,
     },
+}
+
+/// The origin's response to store, and what storing it needs.
+struct Storing<ResB> {
+    entry: Arc<ParsedResponse>,
+    options: WriteOptions,
+    response: Response<ResB>,
+    status: CacheStatus,
+    superseded: Vec<VariantId>,
+}
+
+/// A request that found another one for its key at the origin: it waits for that one's
+/// outcome, at most `timeout`.
+struct Following {
+    outcome: Arc<coalesce::Outcome>,
+    timeout: Duration,
 }
 
 /// The parts of the client's request kept while it is at the origin.
@@ -240,13 +265,21 @@ where
     ResB::Error: Send,
 {
     /// Waits for the inner service to be ready and calls it, holding it in between.
-    async fn call_origin(&self, request: Request<ReqB>) -> Result<Response<ResB>, S::Error> {
-        let future = {
-            let mut inner = poll_fn(|cx| self.inner.poll_acquire(cx)).await?;
-            self.inner.used();
-            inner.call(request)
-        };
-        future.await
+    ///
+    /// An `async` block rather than an `async fn`, whose future would keep a second copy of
+    /// the request (parameters are moved into locals).
+    fn call_origin(
+        &self,
+        request: Request<ReqB>,
+    ) -> impl Future<Output = Result<Response<ResB>, S::Error>> + '_ {
+        async move {
+            let future = {
+                let mut inner = poll_fn(|cx| self.inner.poll_acquire(cx)).await?;
+                self.inner.used();
+                inner.call(request)
+            };
+            future.await
+        }
     }
 
     fn now(&self) -> SystemTime {
@@ -468,9 +501,10 @@ where
         self.shared.background_revalidation && tokio::runtime::Handle::try_current().is_ok()
     }
 
-    /// Joins the in-flight requests for the key. `Ok(Some)` leads, `Ok(None)` goes alone,
-    /// `Err` waited for a leader: look in the store again.
-    async fn coalesce(&self, context: &Keyed) -> Result<Option<Leader>, ()> {
+    /// Joins the in-flight requests for the key: `Ok(Some)` leads, `Ok(None)` goes alone
+    /// (coalescing is off, or the mode does not store), `Err` follows the request already at
+    /// the origin.
+    fn join(&self, context: &Keyed) -> Result<Option<Leader>, Following> {
         let Some(timeout) = self.shared.coalesce else {
             return Ok(None);
         };
@@ -479,11 +513,22 @@ where
         }
         match self.shared.in_flight.join(&context.key) {
             Role::Leader(leader) => Ok(Some(leader)),
-            Role::Follower(receiver) => {
-                coalesce::wait(receiver, timeout).await;
-                Err(())
-            }
+            Role::Follower(outcome) => Err(Following { outcome, timeout }),
         }
+    }
+
+    /// Waits for the request for the same key already at the origin, then looks in the store
+    /// again, and goes to the origin alone if nothing usable is there.
+    async fn follow(
+        self,
+        following: Following,
+        forward: Box<Forward<ReqB>>,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        coalesce::wait(following.outcome, following.timeout).await;
+        let Forward {
+            request, context, ..
+        } = *forward;
+        self.lookup(request, context, false).await
     }
 
     /// The status of a response served from the store, under `key` (moved in where the
@@ -583,98 +628,155 @@ where
         mut forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
         if forward.coalesce {
-            match self.coalesce(&forward.context).await {
+            match self.join(&forward.context) {
                 Ok(leader) => forward.trip.leader = leader,
-                // A coalesced request finished: look again, and go alone if still needed.
                 // Boxed: it is rare, and its future would otherwise be part of every trip's.
-                Err(()) => {
-                    let Forward {
-                        request, context, ..
-                    } = *forward;
-                    return Box::pin(self.lookup(request, context, false)).await;
-                }
+                Err(following) => return Box::pin(self.follow(following, forward)).await,
             }
         }
-        let (
-            request,
-            AtOrigin {
-                head,
-                context,
-                candidates,
-                leader,
-                fwd,
-            },
-        ) = (*forward).depart();
+        let (request, kept) = (*forward).depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
+        match self.answer(kept, request_time, result) {
+            Answer::Now(result) => result,
+            // Boxed: what waits on the store (invalidations, updates after a revalidation, a
+            // store that does IO) would otherwise make every miss's future larger, and moving
+            // it costs.
+            Answer::Later(later) => Ok(Box::pin(self.complete(later)).await),
+        }
+    }
+
+    /// Answers the origin's response (or its failure) as the policy says, when that takes no
+    /// store call that waits: a response passed on, or one teed into a store that begins
+    /// entries at once (memory). Anything else is left for [`complete`](Self::complete).
+    ///
+    /// A plain function, so that none of its locals is part of the future that awaits the
+    /// origin.
+    fn answer(
+        &self,
+        kept: AtOrigin,
+        request_time: SystemTime,
+        result: Result<Response<ResB>, S::Error>,
+    ) -> Answer<ResB, S::Error> {
         let exchanged = Exchanged {
-            head: &head,
-            context: &context,
-            candidates: &candidates,
-            fwd,
+            head: &kept.head,
+            context: &kept.context,
+            candidates: &kept.candidates,
+            fwd: kept.fwd,
             request_time,
             response_time: self.now(),
         };
         let (invalidate, then) = match self.settle(&exchanged, result) {
-            Settled::Done(result) => return result,
+            Settled::Done(result) => return Answer::Now(result),
             Settled::Then { invalidate, then } => (invalidate, then),
         };
-        if !invalidate.is_empty() {
-            Box::pin(self.invalidate(invalidate)).await;
-        }
+        let then = match then {
+            Then::Respond(response) if invalidate.is_empty() => return Answer::Now(Ok(response)),
+            Then::Store(storing) if invalidate.is_empty() => {
+                let store = &self.shared.store;
+                match store.begin_now(&kept.context.key, &storing.entry, storing.options) {
+                    Some(begun) => {
+                        let response = self.tee(begun, storing, &kept.context.key, kept.leader);
+                        return Answer::Now(Ok(response));
+                    }
+                    None => Then::Store(storing),
+                }
+            }
+            then => then,
+        };
+        Answer::Later(Box::new(Later {
+            invalidate,
+            then,
+            kept,
+        }))
+    }
+
+    /// The answers that wait on the store: the invalidations first (RFC 9111 §4.4), then the
+    /// write, refresh or update that the answer needs.
+    async fn complete(&self, later: Box<Later<ResB>>) -> Response<CacheBody<ResB>> {
+        let Later {
+            invalidate,
+            then,
+            kept:
+                AtOrigin {
+                    head,
+                    context,
+                    candidates,
+                    leader,
+                    ..
+                },
+        } = *later;
+        self.invalidate(invalidate).await;
         match then {
-            Then::Respond(response) => Ok(response),
-            Then::Store {
-                entry,
-                options,
-                response,
-                mut status,
-                superseded,
-            } => match self.shared.store.begin(&context.key, entry, options).await {
-                Ok(writer) => {
-                    status.stored = true;
-                    let writer = self.limit(writer);
-                    let finish = Finish {
-                        store: self.shared.store.clone(),
-                        key: context.key.clone(),
-                        superseded,
-                        leader,
-                    };
-                    Ok(self.finish(
-                        response.map(|body| CacheBody::tee(body, writer, finish)),
-                        status,
-                    ))
-                }
-                Err(error) => {
-                    log::store_error("begin", &error);
-                    Ok(self.finish(response.map(CacheBody::origin), status))
-                }
-            },
+            Then::Respond(response) => response,
+            Then::Store(storing) => {
+                let begun = self
+                    .shared
+                    .store
+                    .begin(&context.key, storing.entry.clone(), storing.options)
+                    .await;
+                self.tee(begun, storing, &context.key, leader)
+            }
             Then::Refresh {
                 updates,
                 serve,
                 refreshed,
                 status,
             } => {
-                // Boxed, as below: the store calls of a revalidation would otherwise make every
-                // request's future larger, and moving it costs every miss.
-                Box::pin(self.apply_updates(&context.key, updates)).await;
+                self.apply_updates(&context.key, updates).await;
                 drop(leader);
-                Ok(match refreshed {
+                match refreshed {
                     Some(refreshed) => {
                         self.respond_stored(serve, refreshed, &candidates, &head.method, status)
                     }
                     None => self.serve_stored(serve, &candidates, &head.method, status),
-                })
+                }
             }
             Then::UpdateFromHead {
                 updates,
                 remove,
                 response,
             } => {
-                Box::pin(self.apply_updates(&context.key, updates)).await;
-                Box::pin(self.remove_variants(&context.key, remove)).await;
-                Ok(response)
+                self.apply_updates(&context.key, updates).await;
+                self.remove_variants(&context.key, remove).await;
+                response
+            }
+        }
+    }
+
+    /// Tees the origin's response into the writer the store began; when it could not begin,
+    /// passes the response on unstored.
+    fn tee(
+        &self,
+        begun: Result<Box<dyn EntryWriter>, StoreError>,
+        storing: Storing<ResB>,
+        key: &Arc<str>,
+        leader: Option<Leader>,
+    ) -> Response<CacheBody<ResB>> {
+        let Storing {
+            response,
+            mut status,
+            superseded,
+            ..
+        } = storing;
+        match begun {
+            Ok(writer) => {
+                status.stored = true;
+                let writer = self.limit(writer);
+                let finish = Finish {
+                    store: self.shared.store.clone(),
+                    key: key.clone(),
+                    superseded,
+                    leader,
+                };
+                self.finish(
+                    response.map(|body| CacheBody::tee(body, writer, finish)),
+                    status,
+                )
+            }
+            Err(error) => {
+                log::store_error("begin", &error);
+                self.finish(response.map(CacheBody::origin), status)
             }
         }
     }
@@ -783,13 +885,13 @@ where
                     ttl,
                     content_length: announced_length,
                 };
-                Then::Store {
+                Then::Store(Storing {
                     entry,
                     options,
                     response,
                     status,
                     superseded,
-                }
+                })
             }
             ResponseAction::Refresh { updates, serve } => {
                 // The refreshed headers are what the client gets.
