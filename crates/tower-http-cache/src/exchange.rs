@@ -150,19 +150,18 @@ impl<ReqB> Forward<ReqB> {
     /// does not keep the trip's parts after they are used.
     fn depart(self) -> (Request<ReqB>, AtOrigin) {
         let Forward {
-            request,
+            mut request,
             context,
             trip,
             ..
         } = self;
-        let (mut parts, body) = request.into_parts();
         let head = OwnedHead {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
         };
         if let Some(revalidation) = trip.revalidation {
-            revalidation.apply_to(&mut parts.headers);
+            revalidation.apply_to(request.headers_mut());
         }
         let kept = AtOrigin {
             head,
@@ -171,7 +170,7 @@ impl<ReqB> Forward<ReqB> {
             leader: trip.leader,
             fwd: trip.fwd,
         };
-        (Request::from_parts(parts, body), kept)
+        (request, kept)
     }
 }
 
