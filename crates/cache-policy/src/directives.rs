@@ -362,11 +362,16 @@ impl ResponseDirectives {
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut cc = ResponseDirectives::default();
         for line in lines {
-            for directive in Directives::new(line.as_bytes()) {
-                cc.apply(directive);
-            }
+            cc.apply_line(line);
         }
         cc
+    }
+
+    /// Adds the directives of one more field line.
+    pub(crate) fn apply_line(&mut self, line: &HeaderValue) {
+        for directive in Directives::new(line.as_bytes()) {
+            self.apply(directive);
+        }
     }
 
     fn apply(&mut self, d: RawDirective<'_>) {

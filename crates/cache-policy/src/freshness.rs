@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, DATE, EXPIRES, LAST_MODIFIED};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::header::{DATE, LAST_MODIFIED};
+use http::{HeaderValue, StatusCode};
 
 use crate::directives::{ResponseDirectives, DELTA_SECONDS_MAX};
 use crate::parsed::Facts;
@@ -156,8 +156,8 @@ pub(crate) fn date_value(stored: &StoredResponse) -> SystemTime {
 }
 
 /// RFC 9111 §5.1: the `Age` field, first member of a list, ignored when invalid.
-pub(crate) fn age_value(headers: &HeaderMap) -> Option<Duration> {
-    let line = headers.get(AGE)?.as_bytes();
+pub(crate) fn age_value(line: &HeaderValue) -> Option<Duration> {
+    let line = line.as_bytes();
     let first = crate::vary::trim_ows(line.split(|&b| b == b',').next()?);
     if first.is_empty() || !first.iter().all(u8::is_ascii_digit) {
         return None;
@@ -173,15 +173,10 @@ pub(crate) fn since(later: SystemTime, earlier: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or(Duration::ZERO)
 }
 
-/// RFC 9111 §5.3: the lifetime given by `Expires`, if present. Several differing `Expires`
-/// lines or an invalid date (such as `0`) mean "already expired" (§4.2.1, §5.3).
-pub(crate) fn expires_lifetime(headers: &HeaderMap, date: SystemTime) -> Option<Duration> {
-    let mut lines = headers.get_all(EXPIRES).iter();
-    let first = lines.next()?;
-    if lines.any(|other| other != first) {
-        return Some(Duration::ZERO);
-    }
-    Some(parse_date(first).map_or(Duration::ZERO, |expires| since(expires, date)))
+/// RFC 9111 §5.3: the lifetime given by the `Expires` value `expires`. An invalid date (such
+/// as `0`) means "already expired" (§4.2.1, §5.3), as several differing lines do.
+pub(crate) fn expires_lifetime(expires: &HeaderValue, date: SystemTime) -> Duration {
+    parse_date(expires).map_or(Duration::ZERO, |expires| since(expires, date))
 }
 
 /// RFC 9111 §4.2.1: explicit freshness, in order of precedence. `use_expires` is false when an

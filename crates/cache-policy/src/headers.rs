@@ -6,6 +6,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use crate::directives::ResponseDirectives;
+use crate::parsed::Scan;
 use crate::vary::list_members;
 
 /// Fields that apply to one connection or one proxy hop and are never stored or replayed
@@ -38,13 +39,14 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop fields; says whether there were any.
+fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     // Most responses carry none of these: one pass over the names saves the removals.
     if !headers
         .keys()
         .any(|name| HOP_BY_HOP.contains(&name.as_str()))
     {
-        return;
+        return false;
     }
     for name in connection_listed(headers) {
         headers.remove(name);
@@ -52,6 +54,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+    true
 }
 
 /// Whether a field may be carried from a 304 (or a HEAD response) into a stored response.
@@ -67,12 +70,12 @@ fn is_updatable(name: &HeaderName, connection: &[HeaderName]) -> bool {
 /// sent none (RFC 9110 §6.6.1), and `Age: 0` when it sent no `Age`. Repeated fields stay
 /// separate lines in their order.
 ///
-/// `valid_date` says whether the response's `Date` parses (the caller has parsed it already).
+/// `scan` is what `Facts::scan` found in `response`.
 pub(crate) fn headers_to_store(
     response: &HeaderMap,
     cc: &ResponseDirectives,
     shared: bool,
-    valid_date: bool,
+    scan: &Scan,
     response_time: SystemTime,
 ) -> HeaderMap {
     // A copy with room for the `Date` and `Age` this function may add: a clone has no spare
@@ -81,22 +84,33 @@ pub(crate) fn headers_to_store(
     for (name, value) in response {
         headers.append(name.clone(), value.clone());
     }
-    remove_hop_by_hop(&mut headers);
+    let mut removed = remove_hop_by_hop(&mut headers);
     for name in cc.no_cache.fields() {
-        headers.remove(name);
+        removed |= headers.remove(name).is_some();
     }
     if shared {
         for name in cc.private.fields() {
-            headers.remove(name);
+            removed |= headers.remove(name).is_some();
         }
     }
+    // A removal may have taken `Date` or `Age` (`Connection: date`, `no-cache="age"`): then
+    // look again at what is left.
+    let (valid_date, age) = if removed {
+        (
+            scan.valid_date && headers.contains_key(header::DATE),
+            headers.contains_key(header::AGE),
+        )
+    } else {
+        (scan.valid_date, scan.age)
+    };
     // RFC 9110 §6.6.1: a cache adds a missing `Date`, and may replace an invalid one with the
-    // time the response was received, so that what it serves is a valid HTTP-date. (A `Date`
-    // that `Connection`, `no-cache="date"` or, shared, `private="date"` named is gone by now.)
-    if !(valid_date && headers.contains_key(header::DATE)) {
+    // time the response was received, so that what it serves is a valid HTTP-date.
+    if !valid_date {
         headers.insert(header::DATE, http_date(response_time));
     }
-    reserve_age(&mut headers);
+    if !age {
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+    }
     headers
 }
 
@@ -142,17 +156,15 @@ pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
 mod tests {
     use super::*;
 
-    /// `headers_to_store` with the `Date` validity its caller would have parsed.
+    /// `headers_to_store` with the scan its caller would have made.
     fn stored_lines(
         response: &HeaderMap,
         cc: &ResponseDirectives,
         shared: bool,
         response_time: SystemTime,
     ) -> HeaderMap {
-        let valid_date = response
-            .get(header::DATE)
-            .is_some_and(|date| crate::freshness::parse_date(date).is_some());
-        headers_to_store(response, cc, shared, valid_date, response_time)
+        let scan = crate::parsed::Facts::scan(response, response_time, response_time);
+        headers_to_store(response, cc, shared, &scan, response_time)
     }
     use std::time::Duration;
 

@@ -14,7 +14,7 @@ use crate::decision::{
 use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives};
 use crate::freshness::{self, date_value, Freshness};
 use crate::headers::{headers_to_store, http_date, update_stored_headers};
-use crate::parsed::{Candidate, Facts, FactsOf, ParsedResponse};
+use crate::parsed::{Candidate, Facts, FactsOf, ParsedResponse, Scan};
 use crate::uri::{effective_uri, resolve, same_origin};
 use crate::{validation, vary, PolicyOptions, StoredResponse};
 
@@ -553,9 +553,9 @@ impl CachePolicy {
         request: RequestHead<'_>,
         request_cc: &RequestDirectives,
         response: ResponseHead<'_>,
-        cc: &ResponseDirectives,
-        use_expires: bool,
+        scan: &Scan,
     ) -> Result<(), NotStorable> {
+        let (cc, use_expires) = scan.facts.directives(&self.options);
         let status = response.status;
         if !self.options.cacheable_methods.contains(request.method) {
             return Err(NotStorable::Method);
@@ -577,7 +577,11 @@ impl CachePolicy {
                 return Err(NotStorable::Status);
             }
         }
-        if let Some(reason) = vary::unmatchable(response.headers) {
+        if let Some(reason) = scan
+            .vary
+            .then(|| vary::unmatchable(response.headers))
+            .flatten()
+        {
             return Err(reason);
         }
         if self.options.ignore_rules {
@@ -604,7 +608,7 @@ impl CachePolicy {
         }
         let reusable = cc.public
             || (!self.options.shared && cc.private != Default::default())
-            || (use_expires && response.headers.contains_key(header::EXPIRES))
+            || (use_expires && scan.facts.expires.is_some())
             || cc.max_age.is_some()
             || (self.options.shared && cc.s_maxage.is_some())
             || freshness::is_heuristically_cacheable(status)
@@ -619,12 +623,9 @@ impl CachePolicy {
     /// The physical TTL of a stored response: freshness left, plus the stale windows, plus a
     /// retention period when it has validators (a stale response is still worth a conditional
     /// request).
-    fn ttl(
-        &self,
-        stored: &StoredResponse,
-        cc: &ResponseDirectives,
-        freshness: Freshness,
-    ) -> Duration {
+    /// How long to keep a response: while fresh, plus while stale responses may be served,
+    /// plus (when it has a validator) a while to revalidate it.
+    fn ttl(&self, has_validator: bool, cc: &ResponseDirectives, freshness: Freshness) -> Duration {
         let mut keep = Duration::ZERO;
         if !self.forbids_stale(cc) {
             let request_default = RequestDirectives::default();
@@ -632,7 +633,7 @@ impl CachePolicy {
                 .stale_while_revalidate(cc)
                 .max(self.stale_if_error(cc, &request_default));
         }
-        if validation::has_validator(stored) {
+        if has_validator {
             keep = keep.max(freshness.lifetime.max(REVALIDATION_RETENTION));
         }
         freshness.time_to_live().saturating_add(keep)
@@ -661,7 +662,8 @@ impl CachePolicy {
         entry.response_time = response_time;
         let entry = ParsedResponse::new(entry);
         let freshness = self.freshness_of(&entry, entry.facts(), response_time);
-        let ttl = self.ttl(&entry, entry.facts().directives(&self.options).0, freshness);
+        let cc = entry.facts().directives(&self.options).0;
+        let ttl = self.ttl(validation::has_validator(&entry), cc, freshness);
         Update {
             index,
             entry: Arc::new(entry),
@@ -731,18 +733,23 @@ impl CachePolicy {
             return ResponseAction::PassThrough(NotStorable::Method);
         }
         let request_cc = self.request_directives(request.headers);
-        let (facts, valid_date) = Facts::parse(response.headers, request_time, response_time);
-        let (cc, use_expires) = facts.directives(&self.options);
-        if let Err(reason) = self.storable(request, &request_cc, response, cc, use_expires) {
+        let scan = Facts::scan(response.headers, request_time, response_time);
+        if let Err(reason) = self.storable(request, &request_cc, response, &scan) {
             return ResponseAction::PassThrough(reason);
         }
+        let (cc, _) = scan.facts.directives(&self.options);
         // The stored header lines lose the fields `Connection`, `no-cache="..."` or (shared)
         // `private="..."` name, and get a `Date` when it is invalid: then the facts of what is
         // stored may differ from the response's.
-        let rewritten = !valid_date
-            || response.headers.contains_key(header::CONNECTION)
+        let rewritten = !scan.valid_date
+            || scan.connection
             || !cc.no_cache.fields().is_empty()
             || (self.options.shared && !cc.private.fields().is_empty());
+        let vary_request_headers = if scan.vary {
+            vary::selecting_headers(response.headers, request.headers)
+        } else {
+            HeaderMap::new()
+        };
         let entry = StoredResponse {
             method: request.method.clone(),
             uri: effective_uri(request.uri, request.headers).unwrap_or_else(|| request.uri.clone()),
@@ -751,16 +758,20 @@ impl CachePolicy {
                 response.headers,
                 cc,
                 self.options.shared,
-                valid_date,
+                &scan,
                 response_time,
             ),
-            vary_request_headers: vary::selecting_headers(response.headers, request.headers),
+            vary_request_headers,
             request_time,
             response_time,
         };
-        let facts = if rewritten { Facts::of(&entry) } else { facts };
+        let (facts, has_validator) = if rewritten {
+            (Facts::of(&entry), validation::has_validator(&entry))
+        } else {
+            (scan.facts, scan.validator)
+        };
         let freshness = self.freshness_of(&entry, &facts, response_time);
-        let ttl = self.ttl(&entry, facts.directives(&self.options).0, freshness);
+        let ttl = self.ttl(has_validator, facts.directives(&self.options).0, freshness);
         let replaces = usable
             .iter()
             .filter(|(_, c)| c.method == entry.method && vary::matches(c, request.headers))

@@ -47,6 +47,25 @@ fn rfc9111_3_1_hop_by_hop_and_connection_listed_fields_are_not_stored() {
 }
 
 #[test]
+fn rfc9111_3_1_a_removed_age_or_date_is_stored_anew() {
+    // `Age` named by `Connection`, `Date` by a qualified no-cache: both are removed, then the
+    // cache stores what it stores for a response without them (§4.2.3: `Age: 0`; RFC 9110
+    // §6.6.1: a `Date` of the response time), never the origin's removed values.
+    let response = resp(
+        200,
+        &[
+            ("cache-control", r#"max-age=60, no-cache="date""#),
+            ("connection", "age"),
+            ("age", "50"),
+            ("date", &date(-3600)),
+        ],
+    );
+    let entry = store(&private(), &get(&[]), &response);
+    assert_eq!(values(&entry.headers, "age"), ["0"]);
+    assert_eq!(values(&entry.headers, "date"), [date(0)]);
+}
+
+#[test]
 fn rfc9111_3_1_repeated_fields_are_kept_as_separate_lines_when_stored_and_served() {
     let response = resp(
         200,

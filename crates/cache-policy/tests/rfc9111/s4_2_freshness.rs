@@ -349,3 +349,45 @@ fn rfc9111_4_2_freshness_reports_lifetime_age_and_time_to_live() {
     assert!(!f.is_fresh());
     assert_eq!(f.staleness(), secs(30));
 }
+
+#[test]
+fn rfc9111_5_3_several_differing_expires_lines_mean_already_expired() {
+    let (d, later, latest) = (date(0), date(100), date(200));
+    // Identical repeated lines are one value: 100 s.
+    let same = [
+        ("date", d.as_str()),
+        ("expires", &later),
+        ("expires", &later),
+    ];
+    assert_eq!(
+        lifetime(&private(), 200, &same),
+        (100, FreshnessSource::Expires)
+    );
+    // Lines that differ, even with other fields between them: already expired.
+    let differing = [
+        ("date", d.as_str()),
+        ("expires", &later),
+        ("content-type", "text/plain"),
+        ("expires", &latest),
+    ];
+    assert_eq!(
+        lifetime(&private(), 200, &differing),
+        (0, FreshnessSource::Expires)
+    );
+}
+
+#[test]
+fn rfc9111_5_2_cache_control_lines_apart_are_one_field() {
+    // §5.2 (and RFC 9110 §5.3): the lines of one field combine, whatever lies between them.
+    let lines = [
+        ("cache-control", "public"),
+        ("date", &date(0)),
+        ("content-type", "text/plain"),
+        ("cache-control", "max-age=30"),
+        ("cdn-cache-control", "max-age=5"),
+    ];
+    assert_eq!(
+        lifetime(&private(), 200, &lines),
+        (30, FreshnessSource::MaxAge)
+    );
+}
