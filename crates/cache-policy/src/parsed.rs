@@ -28,6 +28,8 @@ pub(crate) struct Facts {
     corrected_initial_age: Duration,
     /// The lifetime `Expires` gives (§5.3), when present.
     pub(crate) expires: Option<Duration>,
+    /// Whether `Vary` is present: without it, every request matches (§4.1).
+    pub(crate) vary: bool,
 }
 
 /// What one pass over a response's header lines finds: its [`Facts`], and the presence of the
@@ -40,8 +42,6 @@ pub(crate) struct Scan {
     pub(crate) valid_date: bool,
     /// `Connection` is present (the fields it names are not stored).
     pub(crate) connection: bool,
-    /// `Vary` is present.
-    pub(crate) vary: bool,
     /// `Age` is present.
     pub(crate) age: bool,
     /// A validator (`ETag` or `Last-Modified`) is present.
@@ -110,10 +110,10 @@ impl Facts {
                 date,
                 corrected_initial_age: apparent_age.max(corrected_age_value),
                 expires,
+                vary,
             },
             valid_date: valid_date.is_some(),
             connection,
-            vary,
             age: age.is_some(),
             validator,
         }

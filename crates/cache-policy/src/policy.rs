@@ -298,7 +298,9 @@ impl CachePolicy {
                 continue;
             }
             any_method_match = true;
-            if !vary::matches(stored, request.headers) {
+            // A parsed response without `Vary` matches every request: no lookup needed.
+            let varies = candidate.parsed_response().is_none_or(|p| p.facts().vary);
+            if varies && !vary::matches(stored, request.headers) {
                 continue;
             }
             let newer = match best {
@@ -577,8 +579,8 @@ impl CachePolicy {
                 return Err(NotStorable::Status);
             }
         }
-        if let Some(reason) = scan
-            .vary
+        let varies = scan.facts.vary;
+        if let Some(reason) = varies
             .then(|| vary::unmatchable(response.headers))
             .flatten()
         {
@@ -745,7 +747,7 @@ impl CachePolicy {
             || scan.connection
             || !cc.no_cache.fields().is_empty()
             || (self.options.shared && !cc.private.fields().is_empty());
-        let vary_request_headers = if scan.vary {
+        let vary_request_headers = if scan.facts.vary {
             vary::selecting_headers(response.headers, request.headers)
         } else {
             HeaderMap::new()

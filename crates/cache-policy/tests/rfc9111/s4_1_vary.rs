@@ -254,3 +254,25 @@ fn rfc9111_4_1_vary_member_that_is_not_a_field_name_is_treated_like_star() {
         Some(cache_policy::NotStorable::VaryStar)
     );
 }
+
+#[test]
+fn rfc9111_4_1_parsed_responses_are_selected_by_vary_too() {
+    // A ParsedResponse knows whether it has Vary; one that has it is still matched against
+    // the request, and one without it matches any request.
+    use cache_policy::ParsedResponse;
+    let parse = |v: StoredResponse| ParsedResponse::new(v);
+    let varied = [parse(variant(
+        &["accept-encoding"],
+        &[("accept-encoding", "gzip")],
+        0,
+    ))];
+    let plain = [parse(variant(&[], &[("accept-encoding", "gzip")], 0))];
+    for (stored, request, fresh) in [
+        (&varied, "gzip", true),
+        (&varied, "br", false),
+        (&plain, "br", true),
+    ] {
+        let lookup = private().lookup(&get(&[("accept-encoding", request)]), stored, at(20));
+        assert_eq!(matches!(lookup, Lookup::Fresh(_)), fresh, "{request}");
+    }
+}
