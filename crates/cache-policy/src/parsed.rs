@@ -182,6 +182,16 @@ impl ParsedResponse {
         &self.response
     }
 
+    /// [`StoredResponse::variant_key`], without reading the header lines when the response
+    /// has no `Vary` (the empty key).
+    pub fn variant_key(&self) -> Vec<u8> {
+        if self.facts.vary {
+            self.response.variant_key()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The stored response, to change or persist.
     pub fn into_response(self) -> StoredResponse {
         self.response

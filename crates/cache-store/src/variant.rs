@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cache_policy::StoredResponse;
+use cache_policy::Candidate;
 
 /// Identifies one variant of a primary key: the `Vary` field names of the stored response and
 /// the normalized values the request had for them (RFC 9111 §4.1).
@@ -23,6 +23,9 @@ use cache_policy::StoredResponse;
 /// response.headers.insert("vary", HeaderValue::from_static("accept-language"));
 /// response.vary_request_headers.insert("accept-language", HeaderValue::from_static("fr"));
 /// assert!(!VariantId::of(&response).as_bytes().is_empty());
+/// // A parsed response has the same id.
+/// let parsed = cache_policy::ParsedResponse::new(response.clone());
+/// assert_eq!(VariantId::of(&parsed), VariantId::of(&response));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VariantId(
@@ -32,9 +35,15 @@ pub struct VariantId(
 );
 
 impl VariantId {
-    /// The id of a stored response, from [`StoredResponse::variant_key`].
-    pub fn of(response: &StoredResponse) -> Self {
-        Self::from_bytes(&response.variant_key())
+    /// The id of a stored response, from
+    /// [`StoredResponse::variant_key`](cache_policy::StoredResponse::variant_key). A
+    /// [`ParsedResponse`](cache_policy::ParsedResponse) knows whether it has `Vary`, and one
+    /// without it has the empty id at once.
+    pub fn of<C: Candidate + ?Sized>(response: &C) -> Self {
+        match response.parsed_response() {
+            Some(parsed) => Self::from_bytes(&parsed.variant_key()),
+            None => Self::from_bytes(&response.stored_response().variant_key()),
+        }
     }
 
     /// Rebuilds an id from the bytes [`VariantId::as_bytes`] returned, e.g. when a backend
