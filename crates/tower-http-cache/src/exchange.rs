@@ -30,7 +30,8 @@ struct Trip {
     /// The stored variants for the key, which a 304 or an error may still use.
     candidates: Entries,
     /// The validators to send, when revalidating.
-    revalidation: Option<Revalidation>,
+    /// Boxed: only revalidations have one, and the trip is moved on every miss.
+    revalidation: Option<Box<Revalidation>>,
     /// Held by the coalescing leader until its response is stored or passed through.
     leader: Option<Leader>,
     /// Why the request goes to the origin (RFC 9211 `fwd`).
@@ -443,7 +444,7 @@ where
                 match revalidate {
                     // stale-while-revalidate without a runtime to refresh in: revalidate now.
                     Some(revalidation) if !forcing && !self.can_spawn() => {
-                        (Some(revalidation), "stale", false)
+                        (Some(Box::new(revalidation)), "stale", false)
                     }
                     Some(revalidation) if !forcing => {
                         let response = self.serve_stored(serve, &candidates, &method, status);
@@ -472,7 +473,7 @@ where
             }
             Lookup::Revalidate(revalidation) => {
                 let fwd = revalidation.reason.cache_status_fwd();
-                (Some(revalidation), fwd, true)
+                (Some(Box::new(revalidation)), fwd, true)
             }
             Lookup::Forward(reason) if reads_cache => (
                 None,
@@ -1011,7 +1012,7 @@ where
                     context,
                     trip: Trip {
                         candidates,
-                        revalidation: Some(revalidation),
+                        revalidation: Some(Box::new(revalidation)),
                         leader: Some(leader),
                         fwd,
                     },
