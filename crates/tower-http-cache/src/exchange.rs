@@ -50,7 +50,8 @@ struct Exchanged<'a> {
 
 /// What [`Exchange::settle`] decided.
 enum Settled<ResB, E> {
-    /// The answer, with nothing left to do (the origin failed).
+    /// The answer, with nothing left to do: the origin failed, or its response is teed into
+    /// a store that began the entry at once.
     Done(Result<Response<CacheBody<ResB>>, E>),
     /// Remove what is stored under `invalidate`, then go on as `then` says.
     Then {
@@ -101,6 +102,15 @@ struct Storing<ResB> {
     response: Response<ResB>,
     status: CacheStatus,
     superseded: Vec<VariantId>,
+}
+
+/// The origin's response to tee into the store, and what the tee releases when the body is
+/// stored.
+struct Tee<ResB> {
+    response: Response<ResB>,
+    status: CacheStatus,
+    superseded: Vec<VariantId>,
+    leader: Option<Leader>,
 }
 
 /// A request that found another one for its key at the origin: it waits for that one's
@@ -648,13 +658,14 @@ where
 
     /// Answers the origin's response (or its failure) as the policy says, when that takes no
     /// store call that waits: a response passed on, or one teed into a store that begins
-    /// entries at once (memory). Anything else is left for [`complete`](Self::complete).
+    /// entries at once (memory, see [`settle`](Self::settle)). Anything else is left for
+    /// [`complete`](Self::complete).
     ///
     /// A plain function, so that none of its locals is part of the future that awaits the
     /// origin.
     fn answer(
         &self,
-        kept: AtOrigin,
+        mut kept: AtOrigin,
         request_time: SystemTime,
         result: Result<Response<ResB>, S::Error>,
     ) -> Answer<ResB, S::Error> {
@@ -666,22 +677,12 @@ where
             request_time,
             response_time: self.now(),
         };
-        let (invalidate, then) = match self.settle(&exchanged, result) {
+        let (invalidate, then) = match self.settle(&exchanged, &mut kept.leader, result) {
             Settled::Done(result) => return Answer::Now(result),
             Settled::Then { invalidate, then } => (invalidate, then),
         };
         let then = match then {
             Then::Respond(response) if invalidate.is_empty() => return Answer::Now(Ok(response)),
-            Then::Store(storing) if invalidate.is_empty() => {
-                let store = &self.shared.store;
-                match store.begin_now(&kept.context.key, &storing.entry, storing.options) {
-                    Some(begun) => {
-                        let response = self.tee(begun, storing, &kept.context.key, kept.leader);
-                        return Answer::Now(Ok(response));
-                    }
-                    None => Then::Store(storing),
-                }
-            }
             then => then,
         };
         Answer::Later(Box::new(Later {
@@ -709,13 +710,21 @@ where
         self.invalidate(invalidate).await;
         match then {
             Then::Respond(response) => response,
-            Then::Store(storing) => {
-                let begun = self
-                    .shared
-                    .store
-                    .begin(&context.key, storing.entry.clone(), storing.options)
-                    .await;
-                self.tee(begun, storing, &context.key, leader)
+            Then::Store(Storing {
+                entry,
+                options,
+                response,
+                status,
+                superseded,
+            }) => {
+                let begun = self.shared.store.begin(&context.key, entry, options).await;
+                let tee = Tee {
+                    response,
+                    status,
+                    superseded,
+                    leader,
+                };
+                self.tee(begun, tee, &context.key)
             }
             Then::Refresh {
                 updates,
@@ -749,16 +758,15 @@ where
     fn tee(
         &self,
         begun: Result<Box<dyn EntryWriter>, StoreError>,
-        storing: Storing<ResB>,
+        tee: Tee<ResB>,
         key: &Arc<str>,
-        leader: Option<Leader>,
     ) -> Response<CacheBody<ResB>> {
-        let Storing {
+        let Tee {
             response,
             mut status,
             superseded,
-            ..
-        } = storing;
+            leader,
+        } = tee;
         match begun {
             Ok(writer) => {
                 status.stored = true;
@@ -783,9 +791,14 @@ where
 
     /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
     /// it needs, which [`go_to_origin`](Self::go_to_origin) awaits.
+    ///
+    /// A response to store is teed here into a store that begins entries at once, unless
+    /// invalidations must come first: then `leader` goes with it (released when its body is
+    /// stored).
     fn settle(
         &self,
         exchanged: &Exchanged<'_>,
+        leader: &mut Option<Leader>,
         result: Result<Response<ResB>, S::Error>,
     ) -> Settled<ResB, S::Error> {
         let Exchanged {
@@ -885,6 +898,18 @@ where
                     ttl,
                     content_length: announced_length,
                 };
+                if invalidate.is_empty() {
+                    if let Some(begun) = self.shared.store.begin_now(&context.key, &entry, options)
+                    {
+                        let tee = Tee {
+                            response,
+                            status,
+                            superseded,
+                            leader: leader.take(),
+                        };
+                        return Settled::Done(Ok(self.tee(begun, tee, &context.key)));
+                    }
+                }
                 Then::Store(Storing {
                     entry,
                     options,
