@@ -104,8 +104,8 @@ impl Lru {
     /// Puts the variants of `key`, then evicts least recently used keys while over `capacity`.
     /// Returns what it took out, for the caller to drop once the lock is released: freeing
     /// entries is the slow part of an eviction.
-    fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) -> Vec<Arc<Variants>> {
-        let mut removed = Vec::new();
+    fn put(&mut self, key: Arc<str>, variants: Arc<Variants>, capacity: u64) -> Removed {
+        let mut removed = Removed::default();
         self.weight += variants.weight;
         if let Some(old) = self.map.put(key, variants) {
             self.weight -= old.weight;
@@ -128,6 +128,23 @@ impl Lru {
         let removed = self.map.pop(key)?;
         self.weight -= removed.weight;
         Some(removed)
+    }
+}
+
+/// What a change took out of the list, to drop once the lock is released. Most changes take
+/// out one set (the replaced one, or the one evicted), kept without a list.
+#[derive(Default)]
+struct Removed {
+    first: Option<Arc<Variants>>,
+    rest: Vec<Arc<Variants>>,
+}
+
+impl Removed {
+    fn push(&mut self, variants: Arc<Variants>) {
+        match self.first {
+            None => self.first = Some(variants),
+            Some(_) => self.rest.push(variants),
+        }
     }
 }
 
@@ -309,7 +326,10 @@ impl Inner {
             .unwrap_or_default();
         change(&mut held);
         let removed = if held.is_empty() {
-            lru.remove(key.as_ref()).into_iter().collect()
+            Removed {
+                first: lru.remove(key.as_ref()),
+                rest: Vec::new(),
+            }
         } else {
             let variants = Arc::new(Variants::new(key.as_ref(), held));
             lru.put(key.into(), variants, self.max_capacity)
