@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use cache_policy::{ParsedResponse, StoredResponse};
 use coarsetime::Instant;
 use lru::LruCache;
+use smallvec::SmallVec;
 
 use crate::{
     BoxFuture, Entries, EntryWriter, Store, StoreError, StoredEntry, VariantId, WriteOptions,
@@ -152,7 +153,7 @@ impl Removed {
 /// a reader holding the old one is never affected.
 struct Variants {
     /// The variants, with their expiry and weight.
-    held: Vec<Held>,
+    held: HeldList,
     /// What a read hands out, built by the first read after a change (a write is often never
     /// read): a read that finds every variant alive then clones one reference count.
     entries: OnceLock<Entries>,
@@ -162,6 +163,9 @@ struct Variants {
     /// The weight of the variants and of the key.
     weight: u64,
 }
+
+/// The variants of one key: most keys have one, kept without a separate allocation.
+type HeldList = SmallVec<[Held; 1]>;
 
 /// One variant as the store keeps it.
 #[derive(Clone)]
@@ -174,7 +178,7 @@ struct Held {
 }
 
 impl Variants {
-    fn new(key: &str, held: Vec<Held>) -> Self {
+    fn new(key: &str, held: HeldList) -> Self {
         Variants {
             earliest: held.iter().map(|h| h.expires).min(),
             weight: key.len() as u64 + held.iter().map(|h| h.weight).sum::<u64>(),
@@ -316,10 +320,10 @@ impl Inner {
     ///
     /// `key` is anything that reads as the key and can become the shared key the list stores
     /// (a writer's `Arc<str>` moves in without a copy).
-    fn modify(&self, key: impl AsRef<str> + Into<Arc<str>>, change: impl FnOnce(&mut Vec<Held>)) {
+    fn modify(&self, key: impl AsRef<str> + Into<Arc<str>>, change: impl FnOnce(&mut HeldList)) {
         let now = Instant::now_without_cache_update();
         let mut lru = self.lock();
-        let mut held: Vec<Held> = lru
+        let mut held: HeldList = lru
             .map
             .peek(key.as_ref())
             .map(|v| v.live(now).cloned().collect())
