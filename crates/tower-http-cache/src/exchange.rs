@@ -630,9 +630,11 @@ where
     /// trip says so, sends the request (with validators when revalidating), and acts on the
     /// answer as the policy says.
     ///
-    /// Everything between the origin's answer and the store calls is decided by
-    /// [`settle`](Self::settle), a plain function: only what a store call needs is kept across
-    /// its await, so this future stays small, and moving it is cheap on every miss.
+    /// The origin call is this future's only await on a plain miss: joining is synchronous,
+    /// the answer is made by [`answer`](Self::answer), a plain function, and whatever waits on
+    /// the store (a follower's wait, invalidations, updates, a store that does IO) is a boxed
+    /// future of its own. So this future stays small (under 800 bytes), and boxing and moving
+    /// it is cheap on every miss.
     async fn go_to_origin(
         self,
         mut forward: Box<Forward<ReqB>>,
