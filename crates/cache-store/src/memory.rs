@@ -41,6 +41,16 @@ const VARIANT_OVERHEAD: u64 = 200;
 /// gets a list that stays valid however the key changes afterwards. Evictions happen at once,
 /// on the write that goes over the bound.
 ///
+/// # What the bound counts
+///
+/// The bound counts bodies, header lines, keys and a fixed overhead per variant, not the
+/// memory those share with the messages they came from. Header values and bodies are stored as
+/// they came, without a copy; a client that reads them as slices of a connection's read buffer
+/// (hyper does) makes a stored entry keep that buffer alive. Measured with hyper-util's client,
+/// 20 000 responses of 1 KiB took 6.0 KB of memory each, which the store counted as 1.5 KB
+/// (from an origin in the process, 2.9 KB each). Size the bound for that when most entries are
+/// small.
+///
 /// Cloning is cheap and yields a handle on the same store.
 ///
 /// ```
