@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 
@@ -112,6 +113,28 @@ pub(crate) fn headers_to_store(
         headers.insert(header::AGE, HeaderValue::from_static("0"));
     }
     headers
+}
+
+/// Replaces every value of `headers` by a copy of its bytes, all copies in one new buffer (one
+/// allocation), so that the map keeps no memory of the message its values came from.
+pub(crate) fn copy_values(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    let mut buffer = BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let mut rest = buffer.freeze();
+    for value in headers.values_mut() {
+        let bytes = rest.split_to(value.len());
+        // The bytes are those of a valid value, so the copy is valid; were it not, the value
+        // would stay as it is.
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(bytes) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
 }
 
 /// An absent `Age` is stored as `Age: 0`: the same `age_value` (RFC 9111 §4.2.3 reads a

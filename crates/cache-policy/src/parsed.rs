@@ -192,6 +192,38 @@ impl ParsedResponse {
         }
     }
 
+    /// Copies the values of the stored header lines and of the request fields `Vary`
+    /// selected into one buffer of the response's own. The values are the same bytes, so
+    /// nothing parsed changes.
+    ///
+    /// For a store that keeps responses in memory: a value read from a connection may be a
+    /// slice of the connection's read buffer (hyper's are), and keeping it keeps that whole
+    /// buffer alive.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use cache_policy::{ParsedResponse, StoredResponse};
+    /// use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+    ///
+    /// let read_buffer = bytes::Bytes::from_static(b"max-age=60 and much more");
+    /// let mut headers = HeaderMap::new();
+    /// let value = HeaderValue::from_maybe_shared(read_buffer.slice(0..10)).unwrap();
+    /// headers.insert("cache-control", value);
+    /// let mut parsed = ParsedResponse::new(StoredResponse {
+    ///     method: Method::GET, uri: Uri::from_static("http://example.com/"),
+    ///     status: StatusCode::OK, headers, vary_request_headers: HeaderMap::new(),
+    ///     request_time: SystemTime::UNIX_EPOCH, response_time: SystemTime::UNIX_EPOCH,
+    /// });
+    /// parsed.copy_header_values();
+    /// let copied = &parsed.response().headers["cache-control"];
+    /// assert_eq!(copied, "max-age=60");
+    /// assert_ne!(copied.as_bytes().as_ptr(), read_buffer.as_ptr());
+    /// ```
+    pub fn copy_header_values(&mut self) {
+        crate::headers::copy_values(&mut self.response.headers);
+        crate::headers::copy_values(&mut self.response.vary_request_headers);
+    }
+
     /// The stored response, to change or persist.
     pub fn into_response(self) -> StoredResponse {
         self.response

@@ -49,7 +49,8 @@ const VARIANT_OVERHEAD: u64 = 200;
 /// (hyper does) makes a stored entry keep that buffer alive. Measured with hyper-util's client,
 /// 20 000 responses of 1 KiB took 6.0 KB of memory each, which the store counted as 1.5 KB
 /// (from an origin in the process, 2.9 KB each). Size the bound for that when most entries are
-/// small.
+/// small, or have the store copy what it keeps with
+/// [`copy_bytes`](MemoryStoreBuilder::copy_bytes) (2.6 KB each in the same measurement).
 ///
 /// Cloning is cheap and yields a handle on the same store.
 ///
@@ -103,6 +104,8 @@ struct Inner {
     lru: Mutex<Lru>,
     max_body_size: u64,
     max_capacity: u64,
+    /// See [`MemoryStoreBuilder::copy_bytes`].
+    copy_bytes: bool,
 }
 
 /// The keys in least-recently-used order, and their total weight.
@@ -224,6 +227,7 @@ fn variant_weight(response: &StoredResponse, body: &Bytes) -> u64 {
 pub struct MemoryStoreBuilder {
     max_capacity_bytes: u64,
     max_body_size: Option<u64>,
+    copy_bytes: bool,
 }
 
 impl MemoryStoreBuilder {
@@ -239,6 +243,20 @@ impl MemoryStoreBuilder {
     /// nor 4 GiB.
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.max_body_size = Some(bytes);
+        self
+    }
+
+    /// Whether the store copies the bytes it keeps (header values, and bodies of one chunk up
+    /// to 64 KiB) instead of sharing those it is given. Default: `false`.
+    ///
+    /// With copies, an entry keeps no memory of the connection it was read from, and the
+    /// bound holds for small entries read through hyper (see [`MemoryStore`], "What the bound
+    /// counts"): measured, 2.6 KB of memory for each stored 1 KiB response read through
+    /// hyper-util's client, against 6.0 KB without. The copies cost each write one allocation
+    /// for the header values and one for the body, and about 0.3 µs (a miss through the layer
+    /// with an in-process origin: 2.5 µs against 2.2 µs).
+    pub fn copy_bytes(mut self, copy: bool) -> Self {
+        self.copy_bytes = copy;
         self
     }
 
@@ -260,6 +278,7 @@ impl MemoryStoreBuilder {
                 lru: Mutex::new(lru),
                 max_body_size,
                 max_capacity: self.max_capacity_bytes,
+                copy_bytes: self.copy_bytes,
             }),
         }
     }
@@ -271,6 +290,7 @@ impl MemoryStore {
         MemoryStoreBuilder {
             max_capacity_bytes: 256 << 20,
             max_body_size: None,
+            copy_bytes: false,
         }
     }
 
@@ -506,6 +526,10 @@ impl std::future::Future for Committed {
     }
 }
 
+/// With [`MemoryStoreBuilder::copy_bytes`], bodies of one chunk up to this size are copied;
+/// a larger one is kept as it came (a buffer it shares is then not much larger than it).
+const COPIED_BODY_MAX: usize = 64 * 1024;
+
 struct MemoryWriter {
     inner: Arc<Inner>,
     key: Arc<str>,
@@ -548,8 +572,17 @@ impl EntryWriter for MemoryWriter {
             let limit = this.inner.max_body_size;
             return Box::pin(std::future::ready(Err(StoreError::TooLarge { limit })));
         }
+        let mut response = this.response;
+        if this.inner.copy_bytes {
+            // Unique here in practice (the cache hands the entry over), so nothing is cloned.
+            Arc::make_mut(&mut response).copy_header_values();
+        }
         let body = if this.rest.is_empty() {
-            this.first
+            if this.inner.copy_bytes && this.first.len() <= COPIED_BODY_MAX {
+                Bytes::copy_from_slice(&this.first)
+            } else {
+                this.first
+            }
         } else {
             let mut buf = BytesMut::with_capacity(this.len as usize);
             for chunk in std::iter::once(&this.first).chain(&this.rest) {
@@ -558,9 +591,9 @@ impl EntryWriter for MemoryWriter {
             buf.freeze()
         };
         let variant = Held {
-            weight: variant_weight(&this.response, &body),
-            id: VariantId::of(&this.response),
-            response: this.response,
+            weight: variant_weight(&response, &body),
+            id: VariantId::of(&response),
+            response,
             body,
             expires: expires_after(this.ttl),
         };

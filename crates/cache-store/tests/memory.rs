@@ -55,6 +55,29 @@ mod conformance_dyn {
     cache_store::conformance_tests!(super::Dyn::default());
 }
 
+/// A store that copies what it keeps behaves the same.
+struct Copying;
+
+impl Harness for Copying {
+    type Store = MemoryStore;
+
+    fn new_store(&self, limits: Limits) -> MemoryStore {
+        MemoryStore::builder()
+            .max_capacity_bytes(limits.max_total_bytes)
+            .max_body_size(limits.max_body_size)
+            .copy_bytes(true)
+            .build()
+    }
+
+    fn settle(&self, store: &MemoryStore) {
+        store.run_pending_tasks();
+    }
+}
+
+mod conformance_copying {
+    cache_store::conformance_tests!(super::Copying);
+}
+
 fn response() -> StoredResponse {
     StoredResponse {
         method: Method::GET,
@@ -96,6 +119,61 @@ async fn hit_shares_the_stored_bytes() {
         assert_eq!(data.as_ptr(), body.as_ptr());
         assert_eq!(data.len(), body.len());
         assert!(stored.is_end_stream());
+    }
+}
+
+/// With `copy_bytes`, an entry keeps nothing of the buffers its values and body were slices
+/// of (a connection's read buffer, as hyper's are); without it, it shares them.
+#[tokio::test]
+async fn copy_bytes_keeps_nothing_of_the_buffers_it_was_given() {
+    let read_buffer = Bytes::from(b"max-age=60|vary-value|the body, small".to_vec());
+    let cache_control = read_buffer.slice(0..10);
+    let selected = read_buffer.slice(11..21);
+    let body = read_buffer.slice(22..);
+    let inside = |bytes: &[u8]| read_buffer.as_ptr_range().contains(&bytes.as_ptr());
+    for copy in [false, true] {
+        let store = MemoryStore::builder().copy_bytes(copy).build();
+        let mut response = response();
+        let value = http::HeaderValue::from_maybe_shared(cache_control.clone()).expect("value");
+        response.headers.insert("cache-control", value);
+        response
+            .headers
+            .insert("vary", http::HeaderValue::from_static("x-v"));
+        let value = http::HeaderValue::from_maybe_shared(selected.clone()).expect("value");
+        response.vary_request_headers.insert("x-v", value);
+        let mut writer = store
+            .begin("k", response.into(), OPTIONS)
+            .await
+            .expect("begin");
+        writer.write(body.clone()).expect("write");
+        writer.commit().await.expect("commit");
+
+        let entries = store.get("k").await.expect("get");
+        let entry = entries.first().expect("hit");
+        let stored = &entry.response;
+        // The one frame as the store hands it out (a collected body would be a copy anyway).
+        let mut stored_body = entry.body().expect("held in memory");
+        let stored_body =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut stored_body).poll_frame(cx))
+                .await
+                .expect("one frame")
+                .expect("no error")
+                .into_data()
+                .expect("data frame");
+        // The same bytes either way.
+        assert_eq!(stored.headers["cache-control"], "max-age=60");
+        assert_eq!(stored.vary_request_headers["x-v"], "vary-value");
+        assert_eq!(stored_body, body);
+        for (what, bytes) in [
+            ("header value", stored.headers["cache-control"].as_bytes()),
+            (
+                "selecting value",
+                stored.vary_request_headers["x-v"].as_bytes(),
+            ),
+            ("body", &stored_body[..]),
+        ] {
+            assert_eq!(inside(bytes), !copy, "{what}, copy_bytes({copy})");
+        }
     }
 }
 
