@@ -202,9 +202,14 @@ impl StoreChoice {
 
     pub(crate) fn open(&self) -> Result<Arc<dyn Store>, BoxError> {
         Ok(match self {
-            StoreChoice::Memory => {
-                Arc::new(MemoryStore::builder().max_capacity_bytes(256 << 20).build())
-            }
+            // A long-running proxy reads every response through hyper: copies keep the
+            // store's byte bound true (see `MemoryStoreBuilder::copy_bytes`).
+            StoreChoice::Memory => Arc::new(
+                MemoryStore::builder()
+                    .max_capacity_bytes(256 << 20)
+                    .copy_bytes(true)
+                    .build(),
+            ),
             StoreChoice::Fs(path) => {
                 Arc::new(FsStore::builder(path).max_size_bytes(1 << 30).build()?)
             }
