@@ -192,13 +192,14 @@ impl ParsedResponse {
         }
     }
 
-    /// Copies the values of the stored header lines and of the request fields `Vary`
-    /// selected into one buffer of the response's own. The values are the same bytes, so
-    /// nothing parsed changes.
+    /// Copies the bytes the response may share with the messages it came from (the values of
+    /// its header lines and of the request fields `Vary` selected, and its target URI) into
+    /// memory of its own. They are the same bytes, so nothing parsed changes.
     ///
-    /// For a store that keeps responses in memory: a value read from a connection may be a
-    /// slice of the connection's read buffer (hyper's are), and keeping it keeps that whole
-    /// buffer alive.
+    /// For a store that keeps responses in memory: what is read from a connection may be a
+    /// slice of the connection's read buffer (hyper's header values, and a server's request
+    /// targets, are), and keeping a slice keeps that whole buffer alive. The header values
+    /// are copied into one buffer (one allocation).
     ///
     /// ```
     /// use std::time::SystemTime;
@@ -214,14 +215,19 @@ impl ParsedResponse {
     ///     status: StatusCode::OK, headers, vary_request_headers: HeaderMap::new(),
     ///     request_time: SystemTime::UNIX_EPOCH, response_time: SystemTime::UNIX_EPOCH,
     /// });
-    /// parsed.copy_header_values();
+    /// parsed.copy_bytes();
     /// let copied = &parsed.response().headers["cache-control"];
     /// assert_eq!(copied, "max-age=60");
     /// assert_ne!(copied.as_bytes().as_ptr(), read_buffer.as_ptr());
+    /// assert_eq!(parsed.response().uri, "http://example.com/");
     /// ```
-    pub fn copy_header_values(&mut self) {
+    pub fn copy_bytes(&mut self) {
         crate::headers::copy_values(&mut self.response.headers);
         crate::headers::copy_values(&mut self.response.vary_request_headers);
+        // A URI that does not parse again (it always does) is kept as it is.
+        if let Ok(uri) = self.response.uri.to_string().parse() {
+            self.response.uri = uri;
+        }
     }
 
     /// The stored response, to change or persist.

@@ -246,8 +246,9 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// Whether the store copies the bytes it keeps (header values, and bodies of one chunk up
-    /// to 64 KiB) instead of sharing those it is given. Default: `false`.
+    /// Whether the store copies the bytes it keeps (header values, target URIs, and bodies of
+    /// one chunk up to 64 KiB; see [`ParsedResponse::copy_bytes`]) instead of sharing those it
+    /// is given. Default: `false`.
     ///
     /// With copies, an entry keeps no memory of the connection it was read from, and the
     /// bound holds for small entries read through hyper (see [`MemoryStore`], "What the bound
@@ -575,7 +576,7 @@ impl EntryWriter for MemoryWriter {
         let mut response = this.response;
         if this.inner.copy_bytes {
             // Unique here in practice (the cache hands the entry over), so nothing is cloned.
-            Arc::make_mut(&mut response).copy_header_values();
+            Arc::make_mut(&mut response).copy_bytes();
         }
         let body = if this.rest.is_empty() {
             if this.inner.copy_bytes && this.first.len() <= COPIED_BODY_MAX {

@@ -122,18 +122,20 @@ async fn hit_shares_the_stored_bytes() {
     }
 }
 
-/// With `copy_bytes`, an entry keeps nothing of the buffers its values and body were slices
-/// of (a connection's read buffer, as hyper's are); without it, it shares them.
+/// With `copy_bytes`, an entry keeps nothing of the buffers its values, target and body were
+/// slices of (a connection's read buffer, as hyper's are); without it, it shares them.
 #[tokio::test]
 async fn copy_bytes_keeps_nothing_of_the_buffers_it_was_given() {
-    let read_buffer = Bytes::from(b"max-age=60|vary-value|the body, small".to_vec());
+    let read_buffer = Bytes::from(b"max-age=60|vary-value|the body|http://example.com/x".to_vec());
     let cache_control = read_buffer.slice(0..10);
     let selected = read_buffer.slice(11..21);
-    let body = read_buffer.slice(22..);
+    let body = read_buffer.slice(22..30);
+    let target = Uri::from_maybe_shared(read_buffer.slice(31..)).expect("uri");
     let inside = |bytes: &[u8]| read_buffer.as_ptr_range().contains(&bytes.as_ptr());
     for copy in [false, true] {
         let store = MemoryStore::builder().copy_bytes(copy).build();
         let mut response = response();
+        response.uri = target.clone();
         let value = http::HeaderValue::from_maybe_shared(cache_control.clone()).expect("value");
         response.headers.insert("cache-control", value);
         response
@@ -164,8 +166,10 @@ async fn copy_bytes_keeps_nothing_of_the_buffers_it_was_given() {
         assert_eq!(stored.headers["cache-control"], "max-age=60");
         assert_eq!(stored.vary_request_headers["x-v"], "vary-value");
         assert_eq!(stored_body, body);
+        assert_eq!(stored.uri, target);
         for (what, bytes) in [
             ("header value", stored.headers["cache-control"].as_bytes()),
+            ("target", stored.uri.path().as_bytes()),
             (
                 "selecting value",
                 stored.vary_request_headers["x-v"].as_bytes(),
