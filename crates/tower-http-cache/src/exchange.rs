@@ -159,13 +159,13 @@ impl<ReqB> Forward<ReqB> {
     /// Splits the trip into the request to send (with its validators when revalidating) and
     /// what is kept while it is at the origin. A plain function, so that the request's future
     /// does not keep the trip's parts after they are used.
-    fn depart(self: Box<Self>) -> (Request<ReqB>, AtOrigin) {
+    fn depart(self) -> (Request<ReqB>, AtOrigin) {
         let Forward {
             mut request,
             context,
             trip,
             ..
-        } = *self;
+        } = self;
         let head = OwnedHead {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -646,7 +646,7 @@ where
                 Err(following) => return Box::pin(self.follow(following, forward)).await,
             }
         }
-        let (request, kept) = forward.depart();
+        let (request, kept) = (*forward).depart();
         let request_time = self.now();
         let result = self.call_origin(request).await;
         match self.answer(kept, request_time, result) {
