@@ -81,10 +81,17 @@ pub(crate) fn headers_to_store(
 ) -> HeaderMap {
     // A copy with room for the `Date` and `Age` this function may add: a clone has no spare
     // room, and growing it (new indices, the entries moved) was a tenth of a miss.
-    let mut headers = HeaderMap::with_capacity(response.len() + 2);
-    for (name, value) in response {
-        headers.append(name.clone(), value.clone());
-    }
+    let mut headers = match HeaderMap::try_with_capacity(response.len() + 2) {
+        Ok(mut headers) => {
+            for (name, value) in response {
+                headers.append(name.clone(), value.clone());
+            }
+            headers
+        }
+        // More lines than a map can reserve room for (about 24 000): a plain copy, which
+        // `HeaderMap` grows as it can.
+        Err(_) => response.clone(),
+    };
     let mut removed = remove_hop_by_hop(&mut headers);
     for name in cc.no_cache.fields() {
         removed |= headers.remove(name).is_some();
@@ -218,6 +225,23 @@ mod tests {
         );
         let names: Vec<_> = stored.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["content-type", "date", "age"]);
+    }
+
+    #[test]
+    fn a_response_with_more_lines_than_a_map_reserves_is_stored_whole() {
+        // `HeaderMap::with_capacity` panics past about 24 000; the copy must not.
+        let mut response = map(&[("date", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        for _ in 0..25_000 {
+            response.append("x-a", HeaderValue::from_static("1"));
+        }
+        let stored = stored_lines(
+            &response,
+            &ResponseDirectives::default(),
+            false,
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(stored.get_all("x-a").iter().count(), 25_000);
+        assert_eq!(stored.get_all("age").iter().count(), 1);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(crate) struct Scan {
     pub(crate) connection: bool,
     /// `Age` is present.
     pub(crate) age: bool,
-    /// A validator (`ETag` or `Last-Modified`) is present.
+    /// An `ETag` or `Last-Modified` line is present (whether it parses is not checked).
     pub(crate) validator: bool,
 }
 

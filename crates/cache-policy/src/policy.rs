@@ -767,10 +767,13 @@ impl CachePolicy {
             request_time,
             response_time,
         };
-        let (facts, has_validator) = if rewritten {
-            (Facts::of(&entry), validation::has_validator(&entry))
+        // A validator line is parsed only when the scan saw one: an unparseable `ETag` or
+        // `Last-Modified` validates nothing, and must not keep the response for revalidation.
+        let has_validator = scan.validator && validation::has_validator(&entry);
+        let facts = if rewritten {
+            Facts::of(&entry)
         } else {
-            (scan.facts, scan.validator)
+            scan.facts
         };
         let freshness = self.freshness_of(&entry, &facts, response_time);
         let ttl = self.ttl(has_validator, facts.directives(&self.options).0, freshness);

@@ -792,7 +792,7 @@ where
     }
 
     /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
-    /// it needs, which [`go_to_origin`](Self::go_to_origin) awaits.
+    /// it needs, which [`complete`](Self::complete) awaits.
     ///
     /// A response to store is teed here into a store that begins entries at once, unless
     /// invalidations must come first: then `leader` goes with it (released when its body is

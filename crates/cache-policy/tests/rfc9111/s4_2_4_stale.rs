@@ -328,3 +328,41 @@ fn rfc5861_stale_windows_extend_the_storage_ttl() {
     };
     assert_eq!(ttl, secs(10));
 }
+
+#[test]
+fn rfc9110_8_8_an_unparseable_validator_does_not_keep_a_response_for_revalidation() {
+    // A stored response is kept past its freshness to be revalidated only when it has a
+    // validator (RFC 9110 §8.8): an `ETag` that is not an entity tag, or a `Last-Modified`
+    // that is not a date, is none. Rewritten or not (`Connection` makes the stored lines
+    // differ from the response's), the TTL is the same.
+    for (name, value) in [("etag", "abc"), ("last-modified", "0")] {
+        for connection in [None, Some("close")] {
+            let d = date(0);
+            let mut lines = vec![
+                ("cache-control", "no-cache"),
+                ("date", d.as_str()),
+                (name, value),
+            ];
+            lines.extend(connection.map(|c| ("connection", c)));
+            let ResponseAction::Store { ttl, .. } =
+                decide(&private(), &get(&[]), &resp(200, &lines)).action
+            else {
+                panic!("storable")
+            };
+            assert_eq!(ttl, secs(0), "{name}: {value}, connection {connection:?}");
+        }
+    }
+    // A valid one does.
+    let d = date(0);
+    let lines = [
+        ("cache-control", "no-cache"),
+        ("date", &d),
+        ("etag", "\"v1\""),
+    ];
+    let ResponseAction::Store { ttl, .. } =
+        decide(&private(), &get(&[]), &resp(200, &lines)).action
+    else {
+        panic!("storable")
+    };
+    assert!(ttl > secs(0), "{ttl:?}");
+}
