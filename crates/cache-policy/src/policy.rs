@@ -554,6 +554,7 @@ impl CachePolicy {
         &self,
         request: RequestHead<'_>,
         request_cc: &RequestDirectives,
+        request_range: bool,
         response: ResponseHead<'_>,
         scan: &Scan,
     ) -> Result<(), NotStorable> {
@@ -565,7 +566,7 @@ impl CachePolicy {
         if *request.method == Method::HEAD {
             return Err(NotStorable::HeadResponse);
         }
-        if request.headers.contains_key(header::RANGE) {
+        if request_range {
             return Err(NotStorable::Range);
         }
         if status == StatusCode::PARTIAL_CONTENT {
@@ -734,9 +735,16 @@ impl CachePolicy {
         if !self.options.cacheable_methods.contains(request.method) {
             return ResponseAction::PassThrough(NotStorable::Method);
         }
-        let request_cc = self.request_directives(request.headers);
+        let request_scan = RequestScan::new(request.headers);
+        let request_cc = if request_scan.directives {
+            self.request_directives(request.headers)
+        } else {
+            RequestDirectives::default()
+        };
         let scan = Facts::scan(response.headers, request_time, response_time);
-        if let Err(reason) = self.storable(request, &request_cc, response, &scan) {
+        if let Err(reason) =
+            self.storable(request, &request_cc, request_scan.range, response, &scan)
+        {
             return ResponseAction::PassThrough(reason);
         }
         let (cc, _) = scan.facts.directives(&self.options);
