@@ -185,6 +185,7 @@ pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// `headers_to_store` with the scan its caller would have made.
     fn stored_lines(
@@ -196,7 +197,6 @@ mod tests {
         let scan = crate::parsed::Facts::scan(response, response_time, response_time);
         headers_to_store(response, cc, shared, &scan, response_time)
     }
-    use std::time::Duration;
 
     fn map(lines: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

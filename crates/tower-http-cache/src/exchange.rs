@@ -95,13 +95,11 @@ enum Then<ResB> {
     },
 }
 
-/// The origin's response to store, and what storing it needs.
+/// The origin's response to store, and what beginning its entry needs.
 struct Storing<ResB> {
     entry: Arc<ParsedResponse>,
     options: WriteOptions,
-    response: Response<ResB>,
-    status: CacheStatus,
-    superseded: Vec<VariantId>,
+    tee: Tee<ResB>,
 }
 
 /// The origin's response to tee into the store, and what the tee releases when the body is
@@ -110,6 +108,7 @@ struct Tee<ResB> {
     response: Response<ResB>,
     status: CacheStatus,
     superseded: Vec<VariantId>,
+    /// Given to the tee once the entry is begun.
     leader: Option<Leader>,
 }
 
@@ -715,17 +714,10 @@ where
             Then::Store(Storing {
                 entry,
                 options,
-                response,
-                status,
-                superseded,
+                mut tee,
             }) => {
                 let begun = self.shared.store.begin(&context.key, entry, options).await;
-                let tee = Tee {
-                    response,
-                    status,
-                    superseded,
-                    leader,
-                };
+                tee.leader = leader;
                 self.tee(begun, tee, &context.key)
             }
             Then::Refresh {
@@ -900,24 +892,23 @@ where
                     ttl,
                     content_length: announced_length,
                 };
+                let mut tee = Tee {
+                    response,
+                    status,
+                    superseded,
+                    leader: None,
+                };
                 if invalidate.is_empty() {
                     if let Some(begun) = self.shared.store.begin_now(&context.key, &entry, options)
                     {
-                        let tee = Tee {
-                            response,
-                            status,
-                            superseded,
-                            leader: leader.take(),
-                        };
+                        tee.leader = leader.take();
                         return Settled::Done(Ok(self.tee(begun, tee, &context.key)));
                     }
                 }
                 Then::Store(Storing {
                     entry,
                     options,
-                    response,
-                    status,
-                    superseded,
+                    tee,
                 })
             }
             ResponseAction::Refresh { updates, serve } => {
