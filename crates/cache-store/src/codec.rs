@@ -450,6 +450,8 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
     Ok(())
 }
 
+const TOO_MANY_LINES: DecodeError = DecodeError::Invalid("more header lines than a map holds");
+
 fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
     let mut key = None;
     let mut variant = None;
@@ -500,13 +502,17 @@ fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
             }
             TAG_REQUEST_TIME => once(&mut request_time, decode_time(value)?)?,
             TAG_RESPONSE_TIME => once(&mut response_time, decode_time(value)?)?,
+            // `HeaderMap::append` panics past its size limit (32 768 lines, fewer with many
+            // distinct names): a stored entry, checksum or not, must not be able to do that.
             TAG_RESPONSE_HEADER => {
                 let (name, value) = decode_header_line(value)?;
-                headers.append(name, value);
+                headers.try_append(name, value).map_err(|_| TOO_MANY_LINES)?;
             }
             TAG_VARY_HEADER => {
                 let (name, value) = decode_header_line(value)?;
-                vary_request_headers.append(name, value);
+                vary_request_headers
+                    .try_append(name, value)
+                    .map_err(|_| TOO_MANY_LINES)?;
             }
             TAG_EXPIRES => once(&mut expires, decode_time(value)?)?,
             TAG_BODY_LEN => {
@@ -607,17 +613,44 @@ mod tests {
     fn unknown_tags_are_skipped() {
         let meta = meta();
         let mut bytes = encode_header(&meta).expect("encode");
-        // Append a record with an unknown tag and fix up length and CRC as a newer writer would.
-        bytes.extend_from_slice(&999u16.to_be_bytes());
-        bytes.extend_from_slice(&3u32.to_be_bytes());
-        bytes.extend_from_slice(b"new");
+        // A record with an unknown tag, as a newer writer would add.
+        push_record(&mut bytes, 999, b"new");
+        seal(&mut bytes);
+        let (decoded, len) = decode_header(&bytes).expect("decode");
+        assert_eq!(len, bytes.len());
+        assert_eq!(decoded, meta);
+    }
+
+    /// Appends a record; [`seal`] then fixes up the records length and CRC, as a writer would.
+    fn push_record(bytes: &mut Vec<u8>, tag: u16, value: &[u8]) {
+        bytes.extend_from_slice(&tag.to_be_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(value);
+    }
+
+    fn seal(bytes: &mut [u8]) {
         let records_len = (bytes.len() - PRELUDE_LEN) as u32;
         bytes[8..12].copy_from_slice(&records_len.to_be_bytes());
         let crc = header_crc(&bytes[..12], &bytes[PRELUDE_LEN..]);
         bytes[12..16].copy_from_slice(&crc.to_be_bytes());
-        let (decoded, len) = decode_header(&bytes).expect("decode");
-        assert_eq!(len, bytes.len());
-        assert_eq!(decoded, meta);
+    }
+
+    /// Hardening: an entry with a valid checksum and more distinct header names than a
+    /// `HeaderMap` holds is an error, not a panic inside `HeaderMap::append`.
+    #[test]
+    fn an_entry_with_25_000_distinct_header_names_is_an_error_not_a_panic() {
+        for tag in [TAG_RESPONSE_HEADER, TAG_VARY_HEADER] {
+            let mut bytes = encode_header(&meta()).expect("encode");
+            for i in 0..40_000u32 {
+                let name = format!("x-{i}");
+                let mut line = (name.len() as u32).to_be_bytes().to_vec();
+                line.extend_from_slice(name.as_bytes());
+                line.extend_from_slice(b"v");
+                push_record(&mut bytes, tag, &line);
+            }
+            seal(&mut bytes);
+            assert_eq!(decode_header(&bytes), Err(TOO_MANY_LINES), "tag {tag}");
+        }
     }
 
     #[test]
