@@ -506,7 +506,9 @@ fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
             // distinct names): a stored entry, checksum or not, must not be able to do that.
             TAG_RESPONSE_HEADER => {
                 let (name, value) = decode_header_line(value)?;
-                headers.try_append(name, value).map_err(|_| TOO_MANY_LINES)?;
+                headers
+                    .try_append(name, value)
+                    .map_err(|_| TOO_MANY_LINES)?;
             }
             TAG_VARY_HEADER => {
                 let (name, value) = decode_header_line(value)?;

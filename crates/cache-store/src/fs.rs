@@ -35,13 +35,18 @@
 //! On Windows, renaming over a file that a reader holds open fails; such a commit returns an
 //! error and the old entry stays.
 //!
+//! Entry files are created readable and writable by their owner only (mode 0600), and the
+//! directories the store creates accessible by their owner only (0700): a cached response may
+//! hold one user's data.
+//!
 //! # Reads
 //!
 //! [`Store::get`] lists the key's variant files in its fan-out directory, opens each, decodes
 //! and checks its header (key, expiry, length). A body of up to 64 KiB is read and checked at
 //! once and served as one `Bytes`; a larger one streams from the open file in 64 KiB frames,
 //! and its checksum is verified before the last frame is released (a damaged body ends in an
-//! error, never in a complete-looking body). A process reuses its last listing of a directory
+//! error, never in a complete-looking body, and its file is removed at once, so the next read
+//! is a miss). A process reuses its last listing of a directory
 //! while the directory's modification time is unchanged (one `stat` instead of a directory
 //! read), trusting only listings taken when the directory had been quiet for a while, so that
 //! coarse filesystem timestamps cannot hide a change.
@@ -70,7 +75,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -209,7 +214,7 @@ impl FsStoreBuilder {
     /// Creates the directory if needed and builds the store. The directory is scanned lazily,
     /// on first use.
     pub fn build(self) -> Result<FsStore, StoreError> {
-        fs::create_dir_all(&self.root)?;
+        create_private_dir(&self.root)?;
         Ok(FsStore {
             inner: Arc::new(Inner {
                 root: self.root,
@@ -393,6 +398,25 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     } else {
         Err(io::ErrorKind::UnexpectedEof.into())
     }
+}
+
+/// Options that create a new file readable and writable by its owner only: cached responses
+/// may hold one user's data, and other local users must not read them.
+fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Creates a directory and its parents, those it creates accessible by their owner only.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Whether `path` still names the file whose metadata is `opened`.
@@ -648,10 +672,10 @@ impl Inner {
         let mut attempts = 0;
         loop {
             let path = self.temp_path(dir, key, variant);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match private_file_options().open(&path) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts == 0 => {
-                    fs::create_dir_all(dir)?;
+                    create_private_dir(dir)?;
                 }
                 // Left by a crashed process that had our pid: take the next name.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {}
@@ -672,7 +696,7 @@ impl Inner {
 
     /// Reads one variant file. `Ok(None)` is a miss (missing, expired, corrupt or another
     /// key's entry); corrupt and expired files are deleted.
-    fn read_entry(&self, key: &str, path: &Path) -> io::Result<Option<StoredEntry>> {
+    fn read_entry(self: &Arc<Self>, key: &str, path: &Path) -> io::Result<Option<StoredEntry>> {
         let file = match File::open(path) {
             Ok(file) => file,
             // Removed or replaced between listing and opening.
@@ -681,7 +705,12 @@ impl Inner {
         };
         let opened = file.metadata()?;
         let file_len = opened.len();
-        match decode_open(key, file, file_len, self.inline_reads) {
+        let source = EntryFile {
+            store: Arc::downgrade(self),
+            path: path.to_owned(),
+            opened: opened.clone(),
+        };
+        match decode_open(key, file, source, self.inline_reads) {
             Ok((meta, body)) => {
                 if meta.expires <= SystemTime::now() {
                     self.remove_file(path)?;
@@ -697,17 +726,22 @@ impl Inner {
             // Intact, but another key's: leave it to that key.
             Err(ReadError::Decode(DecodeError::KeyMismatch)) => Ok(None),
             Err(ReadError::Decode(_)) => {
-                // Only if the name still holds the damaged file: another writer may have
-                // renamed a good entry over it since it was opened.
-                if still_names(path, &opened) {
-                    self.remove_file(path)?;
-                }
+                self.remove_damaged(path, &opened)?;
                 Ok(None)
             }
         }
     }
 
-    fn get(&self, key: &str) -> Result<Entries, StoreError> {
+    /// Removes a damaged entry file, but only if the name still holds it: another writer may
+    /// have renamed a good entry over it since it was opened.
+    fn remove_damaged(&self, path: &Path, opened: &fs::Metadata) -> io::Result<()> {
+        if still_names(path, opened) {
+            self.remove_file(path)?;
+        }
+        Ok(())
+    }
+
+    fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
         let hash = KeyHash::of(key);
         let mut out = Vec::new();
         for path in self.list_variants_for_read(&hash)? {
@@ -875,9 +909,10 @@ fn check_len(meta: &EntryMeta, header_len: usize, file_len: u64) -> Result<(), D
 fn decode_open(
     key: &str,
     file: File,
-    file_len: u64,
+    source: EntryFile,
     inline: bool,
 ) -> Result<(EntryMeta, StoredBody), ReadError> {
+    let file_len = source.opened.len();
     let first_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(CHUNK);
     let mut buf = BytesMut::zeroed(first_len);
     let n = read_full_at(&file, &mut buf, 0)?;
@@ -925,6 +960,7 @@ fn decode_open(
         offset: (header_len + first.len()) as u64,
         remaining: body_len - first.len() as u64,
         crc: Some(crc),
+        source: Some(source),
         ready: Some(first).filter(|f| !f.is_empty()).into_iter().collect(),
         reading: None,
         inline,
@@ -938,6 +974,30 @@ fn decode_open(
 /// error instead of its frames if the body does not match.
 type BatchRead = Result<(Vec<Bytes>, BodyChecksum), StoreError>;
 
+/// Where an open entry file came from, so that a body found damaged while streaming can be
+/// removed at once rather than served damaged to every later reader until it expires.
+struct EntryFile {
+    store: Weak<Inner>,
+    path: PathBuf,
+    opened: fs::Metadata,
+}
+
+impl EntryFile {
+    /// Removes the file (if its name still holds it), off the executor when there is one.
+    fn remove(self) {
+        let remove = move || {
+            if let Some(store) = self.store.upgrade() {
+                // A failed removal leaves a file that fails its checksum again: still a miss.
+                let _ = store.remove_damaged(&self.path, &self.opened);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
 /// A body streamed from an open entry file, verified against its checksum at the end.
 struct FileBody {
     file: Arc<File>,
@@ -947,6 +1007,8 @@ struct FileBody {
     remaining: u64,
     /// The checksum of the body bytes read so far; with the read task while one runs.
     crc: Option<BodyChecksum>,
+    /// Where the file came from; taken to remove it if the body turns out damaged.
+    source: Option<EntryFile>,
     /// Frames read and checked, not yet yielded.
     ready: std::collections::VecDeque<Bytes>,
     reading: Option<JoinHandle<BatchRead>>,
@@ -1029,6 +1091,13 @@ impl Body for FileBody {
                 }
                 Err(e) => {
                     this.done = true;
+                    // A body that fails its checksum or ends early is damaged on disk; a
+                    // failure of the blocking pool is not, and leaves the file alone.
+                    if matches!(e, StoreError::Corrupt(_) | StoreError::Io(_)) {
+                        if let Some(source) = this.source.take() {
+                            source.remove();
+                        }
+                    }
                     return Poll::Ready(Some(Err(e)));
                 }
             }

@@ -205,6 +205,51 @@ async fn flipped_byte_early_in_large_body_ends_the_read_with_an_error() {
     }
 }
 
+/// Hardening: a streamed body that fails its checksum is removed on the first failed read, so
+/// that later hits do not stream the damaged prefix again until the entry expires.
+#[tokio::test]
+async fn large_body_failing_its_checksum_is_removed_on_the_first_failed_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    for inline in [false, true] {
+        let store = FsStore::builder(dir.path())
+            .inline_reads(inline)
+            .build()
+            .expect("build");
+        let len = 1 << 20;
+        put(&store, "k", None, 1, len).await;
+        let path = only_file(&store, "k");
+        let file_len = std::fs::metadata(&path).expect("meta").len() as usize;
+        flip(&path, file_len - 10);
+        let entries = store.get("k").await.expect("get");
+        let entry = entries.first().expect("header is intact");
+        assert!(read_body(entry.body().expect("body")).await.is_err());
+        // The removal runs on the blocking pool (or inline): give it a moment.
+        for _ in 0..200 {
+            if !path.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            !path.exists(),
+            "inline {inline}: the damaged file is still there"
+        );
+        assert!(store.get("k").await.expect("get").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn small_body_failing_its_checksum_is_removed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store_in(dir.path());
+    put(&store, "k", None, 1, 1000).await;
+    let path = only_file(&store, "k");
+    let len = std::fs::metadata(&path).expect("meta").len() as usize;
+    flip(&path, len - 100);
+    assert!(store.get("k").await.expect("get").is_empty());
+    assert!(!path.exists(), "a damaged small entry is deleted");
+}
+
 #[tokio::test]
 async fn truncated_file_is_a_miss() {
     let dir = tempfile::tempdir().expect("dir");
@@ -583,4 +628,32 @@ async fn sigkill_mid_write_leaves_no_entry_that_reads_back_wrong() {
         after.temp_paths().expect("temps").is_empty(),
         "temp files left after the scan"
     );
+}
+
+/// Hardening: cached responses may hold one user's data; other local users must not read
+/// them. Entry files (written, and rewritten by an update) are the owner's only, and so are
+/// the directories the store creates.
+#[cfg(unix)]
+#[tokio::test]
+async fn entry_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("cache");
+    let store = store_in(&root);
+    put(&store, "k", None, 1, 1000).await;
+    let path = only_file(&store, "k");
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "entry file");
+    let entries = store.get("k").await.expect("get");
+    let entry = entries.first().expect("stored");
+    store
+        .update("k", &entry.variant, entry.response.clone(), HOUR.ttl)
+        .await
+        .expect("update");
+    assert_eq!(mode(&only_file(&store, "k")), 0o600, "updated entry file");
+    let mut at = path.parent().expect("parent");
+    while at != dir.path() {
+        assert_eq!(mode(at), 0o700, "{}", at.display());
+        at = at.parent().expect("parent");
+    }
 }
