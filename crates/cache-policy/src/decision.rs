@@ -369,6 +369,9 @@ pub enum NotStorable {
     NoFreshnessInformation,
     /// The request asked for a range (§3.4).
     Range,
+    /// A shared cache does not store this response's `Set-Cookie` for other clients (see
+    /// [`SharedCookies`](crate::SharedCookies)).
+    SetCookie,
 }
 
 impl NotStorable {
@@ -388,6 +391,7 @@ impl NotStorable {
             NotStorable::InvalidVary => "invalid-vary",
             NotStorable::NoFreshnessInformation => "no-freshness-information",
             NotStorable::Range => "range",
+            NotStorable::SetCookie => "set-cookie",
         }
     }
 }
@@ -413,10 +417,14 @@ pub enum ResponseAction {
     /// §4.3.3, §4.3.4: a 304 validated stored responses: write the updates and serve `serve`
     /// from the store instead of the 304.
     Refresh {
-        /// The stored responses to update.
+        /// The stored responses to update: those the 304 validated, as storing allows them
+        /// (it may leave out fields, or a whole update, that a shared cache would not store).
         updates: Vec<Update>,
-        /// The response to serve (a 304 head if the client's own condition holds).
+        /// The stored response to serve, whose body goes with `head` (none for a 304 or HEAD).
         serve: Serve,
+        /// The status and header lines to send: the chosen response freshened by the 304, as
+        /// this client receives it (a 304 head if the client's own condition holds).
+        head: http::response::Parts,
     },
     /// §4.3.5: a 200 response to HEAD: update the matching stored GET responses, remove those it
     /// contradicts, and pass the HEAD response through.

@@ -67,15 +67,16 @@ fn is_updatable(name: &HeaderName, connection: &[HeaderName]) -> bool {
 
 /// The header lines to store for a response (RFC 9111 §3.1): hop-by-hop and
 /// `Connection`-listed fields removed, fields named by a qualified `no-cache` removed, fields
-/// named by a qualified `private` removed in a shared cache, a `Date` added when the origin
-/// sent none (RFC 9110 §6.6.1), and `Age: 0` when it sent no `Age`. Repeated fields stay
-/// separate lines in their order.
+/// named by a qualified `private` removed in a shared cache, `Set-Cookie` removed when
+/// `strip_cookies`, a `Date` added when the origin sent none (RFC 9110 §6.6.1), and `Age: 0`
+/// when it sent no `Age`. Repeated fields stay separate lines in their order.
 ///
 /// `scan` is what `Facts::scan` found in `response`.
 pub(crate) fn headers_to_store(
     response: &HeaderMap,
     cc: &ResponseDirectives,
     shared: bool,
+    strip_cookies: bool,
     scan: &Scan,
     response_time: SystemTime,
 ) -> HeaderMap {
@@ -100,6 +101,9 @@ pub(crate) fn headers_to_store(
         for name in cc.private.fields() {
             removed |= headers.remove(name).is_some();
         }
+    }
+    if strip_cookies {
+        headers.remove(header::SET_COOKIE);
     }
     // A removal may have taken `Date` or `Age` (`Connection: date`, `no-cache="age"`): then
     // look again at what is left.
@@ -195,7 +199,7 @@ mod tests {
         response_time: SystemTime,
     ) -> HeaderMap {
         let scan = crate::parsed::Facts::scan(response, response_time, response_time);
-        headers_to_store(response, cc, shared, &scan, response_time)
+        headers_to_store(response, cc, shared, false, &scan, response_time)
     }
 
     fn map(lines: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -83,7 +83,7 @@ pub use decision::{
 };
 pub use directives::{FieldScope, MaxStale, RequestDirectives, ResponseDirectives};
 pub use freshness::{Freshness, FreshnessSource};
-pub use options::{Heuristics, PolicyOptions, ServeStale};
+pub use options::{Heuristics, PolicyOptions, ServeStale, SharedCookies};
 pub use parsed::{Candidate, ParsedResponse};
 pub use policy::{CachePolicy, RequestHead, ResponseHead};
 pub use stored::StoredResponse;

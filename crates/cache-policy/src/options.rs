@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use http::uri::Scheme;
 use http::{Method, StatusCode};
 
 /// How a cache may assign a heuristic freshness lifetime to a response without explicit
@@ -59,6 +60,37 @@ impl ServeStale {
     }
 }
 
+/// What a shared cache does with a response that carries `Set-Cookie`.
+///
+/// RFC 9111 does not forbid storing such a response, but a cookie is usually meant for the
+/// one client it was sent to (RFC 9111 §7.3, caching of sensitive information). In every mode
+/// a shared cache replays a stored `Set-Cookie` only when the origin clearly meant the
+/// response to be shared: explicit freshness (`max-age`, `s-maxage` or `Expires`) or
+/// `public`. A private cache keeps cookies as they are: it serves one client.
+///
+/// ```
+/// use cache_policy::{PolicyOptions, SharedCookies};
+///
+/// let options = PolicyOptions::default().shared(true).shared_cookies(SharedCookies::Refuse);
+/// assert_eq!(options.shared_cookies, SharedCookies::Refuse);
+/// assert_eq!(PolicyOptions::default().shared_cookies, SharedCookies::RequireExplicit);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SharedCookies {
+    /// Never store a response that carries `Set-Cookie` (the strictest choice, as Varnish and
+    /// nginx behave by default).
+    Refuse,
+    /// Store a response with its `Set-Cookie` lines only when it is explicitly shareable;
+    /// one made cacheable by heuristics alone is not stored. The default.
+    #[default]
+    RequireExplicit,
+    /// Store every storable response, but without its `Set-Cookie` lines unless it is
+    /// explicitly shareable (the loosest choice that still keeps one client's cookie from
+    /// another). The client whose request fetched the response still gets its cookie.
+    StripUnlessExplicit,
+}
+
 /// Options of a [`CachePolicy`](crate::CachePolicy). Start from [`PolicyOptions::default`]
 /// (a private cache that follows RFC 9111) and change what you need with the builder methods.
 ///
@@ -106,6 +138,14 @@ pub struct PolicyOptions {
     /// Honour the `CDN-Cache-Control` targeted field (RFC 9213) in place of `Cache-Control`
     /// and `Expires`. Only meaningful for shared caches; off by default.
     pub cdn_cache_control: bool,
+    /// What a shared cache does with responses that carry `Set-Cookie`; see
+    /// [`SharedCookies`]. Applies under [`ignore_rules`](PolicyOptions::ignore_rules) too.
+    pub shared_cookies: SharedCookies,
+    /// The scheme of the target URI of a request in origin form (`GET /path` with `Host`),
+    /// for a cache on the server side: the scheme the server serves (RFC 9112 §3.3). `http`
+    /// by default; a server behind TLS sets `https`, so that `http` and `https` requests never
+    /// share an entry. Requests in absolute form carry their own scheme.
+    pub origin_form_scheme: Scheme,
 }
 
 impl Default for PolicyOptions {
@@ -121,6 +161,8 @@ impl Default for PolicyOptions {
             default_ttl: None,
             max_ttl: None,
             cdn_cache_control: false,
+            shared_cookies: SharedCookies::default(),
+            origin_form_scheme: Scheme::HTTP,
         }
     }
 }
@@ -183,6 +225,18 @@ impl PolicyOptions {
     /// Sets [`cdn_cache_control`](PolicyOptions::cdn_cache_control).
     pub fn cdn_cache_control(mut self, enabled: bool) -> Self {
         self.cdn_cache_control = enabled;
+        self
+    }
+
+    /// Sets [`shared_cookies`](PolicyOptions::shared_cookies).
+    pub fn shared_cookies(mut self, cookies: SharedCookies) -> Self {
+        self.shared_cookies = cookies;
+        self
+    }
+
+    /// Sets [`origin_form_scheme`](PolicyOptions::origin_form_scheme).
+    pub fn origin_form_scheme(mut self, scheme: Scheme) -> Self {
+        self.origin_form_scheme = scheme;
         self
     }
 }

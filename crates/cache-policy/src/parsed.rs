@@ -46,6 +46,8 @@ pub(crate) struct Scan {
     pub(crate) age: bool,
     /// An `ETag` or `Last-Modified` line is present (whether it parses is not checked).
     pub(crate) validator: bool,
+    /// `Set-Cookie` is present.
+    pub(crate) set_cookie: bool,
 }
 
 impl Facts {
@@ -66,6 +68,7 @@ impl Facts {
         // RFC 9111 §5.3: several differing `Expires` lines mean "already expired".
         let mut expires_differ = false;
         let (mut connection, mut vary, mut validator) = (false, false, false);
+        let mut set_cookie = false;
         for (name, value) in headers {
             if *name == header::CACHE_CONTROL {
                 cache_control.apply_line(value);
@@ -84,6 +87,8 @@ impl Facts {
                 vary = true;
             } else if *name == header::CONNECTION {
                 connection = true;
+            } else if *name == header::SET_COOKIE {
+                set_cookie = true;
             } else if *name == CDN_CACHE_CONTROL {
                 cdn_cache_control
                     .get_or_insert_with(Default::default)
@@ -116,6 +121,7 @@ impl Facts {
             connection,
             age: age.is_some(),
             validator,
+            set_cookie,
         }
     }
 

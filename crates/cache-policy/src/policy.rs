@@ -15,8 +15,27 @@ use crate::directives::{MaxStale, RequestDirectives, ResponseDirectives};
 use crate::freshness::{self, date_value, Freshness};
 use crate::headers::{headers_to_store, http_date, update_stored_headers};
 use crate::parsed::{Candidate, Facts, FactsOf, ParsedResponse, Scan};
-use crate::uri::{effective_uri, resolve, same_origin};
-use crate::{validation, vary, PolicyOptions, StoredResponse};
+use crate::uri::{resolve, same_origin, target_uri};
+use crate::{validation, vary, PolicyOptions, SharedCookies, StoredResponse};
+
+/// A stored response freshened by a 304 or a HEAD response.
+struct Freshened {
+    /// What the client whose request brought the new header lines receives.
+    served: ParsedResponse,
+    /// What is written back for later requests, if storing allows it.
+    update: Option<Update>,
+}
+
+/// What storing does with the `Set-Cookie` lines of a response (see [`SharedCookies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cookies {
+    /// Store them (a private cache, or an explicitly shareable response).
+    Keep,
+    /// Store the response without them.
+    Strip,
+    /// Do not store the response.
+    Refuse,
+}
 
 /// How long a stale response with validators is kept so it can be revalidated, at least.
 const REVALIDATION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -199,6 +218,30 @@ impl CachePolicy {
         &self.options
     }
 
+    /// The target URI of a request (RFC 9110 §7.1, RFC 9112 §3.3): its request-target in
+    /// absolute form, or, in origin form, [`origin_form_scheme`] with the authority of its
+    /// one `Host` line. `None` when no authority is known or `Host` is ambiguous (see
+    /// [`effective_uri`](crate::effective_uri)).
+    ///
+    /// [`origin_form_scheme`]: PolicyOptions::origin_form_scheme
+    ///
+    /// ```
+    /// use cache_policy::{CachePolicy, PolicyOptions};
+    /// use http::{uri::Scheme, Request};
+    ///
+    /// let policy = CachePolicy::new(PolicyOptions::default().origin_form_scheme(Scheme::HTTPS));
+    /// let request = Request::get("/a").header("host", "example.com").body(()).unwrap();
+    /// assert_eq!(policy.target_uri(&request).unwrap(), "https://example.com/a");
+    /// ```
+    pub fn target_uri<'r>(&self, request: impl Into<RequestHead<'r>>) -> Option<Uri> {
+        let request = request.into();
+        target_uri(
+            request.uri,
+            request.headers,
+            &self.options.origin_form_scheme,
+        )
+    }
+
     fn request_directives(&self, headers: &HeaderMap) -> RequestDirectives {
         if self.options.ignore_rules {
             // Only the client's refusal to talk to the origin still counts.
@@ -253,6 +296,26 @@ impl CachePolicy {
         cc.no_cache.is_whole()
             || cc.must_revalidate
             || (self.options.shared && (cc.proxy_revalidate || cc.s_maxage.is_some()))
+    }
+
+    /// What storing does with the `Set-Cookie` lines of a response whose governing directives
+    /// are `cc` and whose `Expires` counts when `expires` (see [`SharedCookies`]).
+    fn cookies(&self, cc: &ResponseDirectives, expires: bool) -> Cookies {
+        if !self.options.shared {
+            return Cookies::Keep;
+        }
+        // Named by a qualified `no-cache` or `private`: not stored anyway (§5.2.2.4, §5.2.2.7).
+        let named = |fields: &[http::HeaderName]| fields.contains(&header::SET_COOKIE);
+        if named(cc.no_cache.fields()) || named(cc.private.fields()) {
+            return Cookies::Keep;
+        }
+        let explicit = cc.public || cc.max_age.is_some() || cc.s_maxage.is_some() || expires;
+        match self.options.shared_cookies {
+            SharedCookies::Refuse => Cookies::Refuse,
+            _ if explicit => Cookies::Keep,
+            SharedCookies::RequireExplicit => Cookies::Refuse,
+            SharedCookies::StripUnlessExplicit => Cookies::Strip,
+        }
     }
 
     fn stale_while_revalidate(&self, cc: &ResponseDirectives) -> Duration {
@@ -532,7 +595,7 @@ impl CachePolicy {
         if is_safe(request.method) || !(status.is_success() || status.is_redirection()) {
             return Vec::new();
         }
-        let Some(target) = effective_uri(request.uri, request.headers) else {
+        let Some(target) = self.target_uri(request) else {
             return Vec::new();
         };
         let mut uris = Vec::new();
@@ -586,6 +649,11 @@ impl CachePolicy {
             .flatten()
         {
             return Err(reason);
+        }
+        if scan.set_cookie
+            && self.cookies(cc, use_expires && scan.facts.expires.is_some()) == Cookies::Refuse
+        {
+            return Err(NotStorable::SetCookie);
         }
         if self.options.ignore_rules {
             return Ok(());
@@ -642,14 +710,17 @@ impl CachePolicy {
         freshness.time_to_live().saturating_add(keep)
     }
 
-    fn update(
+    /// RFC 9111 §3.2, §4.3.4: `stored` with the header lines of a 304 (or of a HEAD
+    /// response, §4.3.5) and the new exchange's times.
+    fn freshen(
         &self,
+        request: RequestHead<'_>,
         index: usize,
         stored: &StoredResponse,
         new_headers: &HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> Update {
+    ) -> Freshened {
         let mut entry = stored.clone();
         update_stored_headers(&mut entry.headers, new_headers);
         if !new_headers.contains_key(header::DATE) {
@@ -663,15 +734,71 @@ impl CachePolicy {
         }
         entry.request_time = request_time;
         entry.response_time = response_time;
-        let entry = ParsedResponse::new(entry);
-        let freshness = self.freshness_of(&entry, entry.facts(), response_time);
+        let served = ParsedResponse::new(entry);
+        let update = self.update_to_store(request, index, &served);
+        Freshened { served, update }
+    }
+
+    /// What a freshened response may write back into the store, by the rules storing applies
+    /// (§3, §3.1, §3.5): nothing when a shared cache would not have stored it (`private`,
+    /// `no-store`, or a request with `Authorization` that the response does not allow to be
+    /// shared), and never a field storing leaves out (fields named by a qualified `no-cache`,
+    /// or in a shared cache by a qualified `private`, and cookies not to be shared).
+    fn update_to_store(
+        &self,
+        request: RequestHead<'_>,
+        index: usize,
+        served: &ParsedResponse,
+    ) -> Option<Update> {
+        let (cc, use_expires) = served.facts().directives(&self.options);
+        let shared = self.options.shared;
+        if !self.options.ignore_rules {
+            if cc.no_store || (shared && cc.private.is_whole()) {
+                return None;
+            }
+            if shared
+                && request.headers.contains_key(AUTHORIZATION)
+                && !(cc.must_revalidate || cc.public || cc.s_maxage.is_some())
+            {
+                return None;
+            }
+        }
+        let mut left_out: Vec<&http::HeaderName> = cc.no_cache.fields().iter().collect();
+        if shared {
+            left_out.extend(cc.private.fields());
+        }
+        let expires = use_expires && served.facts().expires.is_some();
+        if served.headers.contains_key(header::SET_COOKIE)
+            && self.cookies(cc, expires) != Cookies::Keep
+        {
+            left_out.push(&header::SET_COOKIE);
+        }
+        let entry = if left_out
+            .iter()
+            .any(|name| served.headers.contains_key(*name))
+        {
+            let mut entry = served.response().clone();
+            for name in left_out {
+                entry.headers.remove(name);
+            }
+            if !entry.headers.contains_key(header::DATE) {
+                entry
+                    .headers
+                    .insert(header::DATE, http_date(entry.response_time));
+            }
+            crate::headers::reserve_age(&mut entry.headers);
+            ParsedResponse::new(entry)
+        } else {
+            served.clone()
+        };
+        let freshness = self.freshness_of(&entry, entry.facts(), entry.response_time);
         let cc = entry.facts().directives(&self.options).0;
         let ttl = self.ttl(validation::has_validator(&entry), cc, freshness);
-        Update {
+        Some(Update {
             index,
             entry: Arc::new(entry),
             ttl,
-        }
+        })
     }
 
     /// Decides what to do with the origin's answer (RFC 9111 §3, §4.3.3 to §4.3.5, §4.4,
@@ -747,12 +874,15 @@ impl CachePolicy {
         {
             return ResponseAction::PassThrough(reason);
         }
-        let (cc, _) = scan.facts.directives(&self.options);
+        let (cc, use_expires) = scan.facts.directives(&self.options);
+        let strip_cookies = scan.set_cookie
+            && self.cookies(cc, use_expires && scan.facts.expires.is_some()) == Cookies::Strip;
         // The stored header lines lose the fields `Connection`, `no-cache="..."` or (shared)
-        // `private="..."` name, and get a `Date` when it is invalid: then the facts of what is
-        // stored may differ from the response's.
+        // `private="..."` name (and cookies that are not to be shared), and get a `Date` when
+        // it is invalid: then the facts of what is stored may differ from the response's.
         let rewritten = !scan.valid_date
             || scan.connection
+            || strip_cookies
             || !cc.no_cache.fields().is_empty()
             || (self.options.shared && !cc.private.fields().is_empty());
         let vary_request_headers = if scan.facts.vary {
@@ -762,12 +892,15 @@ impl CachePolicy {
         };
         let entry = StoredResponse {
             method: request.method.clone(),
-            uri: effective_uri(request.uri, request.headers).unwrap_or_else(|| request.uri.clone()),
+            uri: self
+                .target_uri(request)
+                .unwrap_or_else(|| request.uri.clone()),
             status: response.status,
             headers: headers_to_store(
                 response.headers,
                 cc,
                 self.options.shared,
+                strip_cookies,
                 &scan,
                 response_time,
             ),
@@ -826,35 +959,46 @@ impl CachePolicy {
                     .map(|(i, _)| i),
             );
         }
-        let updates: Vec<Update> = selected
+        let freshened: Vec<(usize, Freshened)> = selected
             .into_iter()
             .map(|i| {
                 let (index, candidate) = usable[i];
-                self.update(
+                let freshened = self.freshen(
+                    request,
                     index,
                     candidate,
                     response.headers,
                     request_time,
                     response_time,
-                )
+                );
+                (index, freshened)
             })
             .collect();
         // Serve the most recent refreshed response that matches this request. When none does,
         // the origin still selected one of them for this request (the validators it was sent
         // cover every candidate, §4.3.1): that one answers it (§4.3.3), as the most recent.
-        let most_recent = |u: &&Update| (date_value(&u.entry), u.entry.response_time);
-        let serve = updates
+        let most_recent =
+            |(_, f): &&(usize, Freshened)| (date_value(&f.served), f.served.response_time);
+        let chosen = freshened
             .iter()
-            .filter(|u| vary::matches(&u.entry, request.headers))
+            .filter(|(_, f)| vary::matches(&f.served, request.headers))
             .max_by_key(most_recent)
-            .or_else(|| updates.iter().max_by_key(most_recent));
-        match serve {
-            Some(update) => {
-                let facts = update.entry.facts();
-                let freshness = self.freshness_of(&update.entry, facts, response_time);
-                let serve =
-                    self.serve_or_not_modified(request, update.index, &update.entry, freshness);
-                ResponseAction::Refresh { updates, serve }
+            .or_else(|| freshened.iter().max_by_key(most_recent));
+        match chosen {
+            Some((index, chosen)) => {
+                let served = &chosen.served;
+                let freshness = self.freshness_of(served, served.facts(), response_time);
+                let serve = self.serve_or_not_modified(request, *index, served, freshness);
+                let head = serve.response_head(served);
+                let updates = freshened
+                    .into_iter()
+                    .filter_map(|(_, f)| f.update)
+                    .collect();
+                ResponseAction::Refresh {
+                    updates,
+                    serve,
+                    head,
+                }
             }
             None if is_conditional(request.headers) => {
                 ResponseAction::PassThrough(NotStorable::Status)
@@ -874,18 +1018,28 @@ impl CachePolicy {
     ) -> ResponseAction {
         let mut updates = Vec::new();
         let mut remove = Vec::new();
+        if self.options.shared && request.headers.contains_key(AUTHORIZATION) {
+            // §3.5: what a request with credentials learns changes nothing that other clients
+            // get, unless the response allows a shared cache to reuse it.
+            let cc = ResponseDirectives::parse(response.headers.get_all(header::CACHE_CONTROL));
+            if !(cc.must_revalidate || cc.public || cc.s_maxage.is_some()) {
+                return ResponseAction::UpdateFromHead { updates, remove };
+            }
+        }
         for &(index, candidate) in usable {
             if !vary::matches(candidate, request.headers) {
                 continue;
             }
             if validation::head_matches(response.headers, candidate) {
-                updates.push(self.update(
+                let freshened = self.freshen(
+                    request,
                     index,
                     candidate,
                     response.headers,
                     request_time,
                     response_time,
-                ));
+                );
+                updates.extend(freshened.update);
             } else {
                 remove.push(index);
             }

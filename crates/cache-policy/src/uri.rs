@@ -7,9 +7,13 @@ use http::{HeaderMap, Uri};
 
 /// The target URI of a request (RFC 9110 §7.1): the request-target itself when it is in
 /// absolute form (client side), or rebuilt from the `Host` header for origin-form targets
-/// (server side, proxies). The scheme of an origin-form target is `http`.
+/// (server side, proxies). The scheme of an origin-form target is `http`; see
+/// [`CachePolicy::target_uri`](crate::CachePolicy::target_uri) for a server that serves
+/// `https`.
 ///
-/// Returns `None` when no authority is known.
+/// Returns `None` when no authority is known, and when `Host` cannot name one: more than one
+/// `Host` line, or a value that is not a host and port (RFC 9112 §3.2: such a request is
+/// answered 400, and must not be keyed by a guess).
 ///
 /// ```
 /// use cache_policy::effective_uri;
@@ -22,17 +26,29 @@ use http::{HeaderMap, Uri};
 /// headers.insert("host", "example.com:8080".parse().unwrap());
 /// let uri = effective_uri(&Uri::from_static("/a?b"), &headers).unwrap();
 /// assert_eq!(uri, "http://example.com:8080/a?b");
+///
+/// headers.append("host", "other.example".parse().unwrap());
+/// assert_eq!(effective_uri(&Uri::from_static("/a?b"), &headers), None);
 /// ```
 pub fn effective_uri(uri: &Uri, headers: &HeaderMap) -> Option<Uri> {
+    target_uri(uri, headers, &Scheme::HTTP)
+}
+
+/// [`effective_uri`] with `origin_form_scheme` as the scheme of origin-form targets.
+pub(crate) fn target_uri(
+    uri: &Uri,
+    headers: &HeaderMap,
+    origin_form_scheme: &Scheme,
+) -> Option<Uri> {
     if uri.scheme().is_some() && uri.authority().is_some() {
         return Some(uri.clone());
     }
     let authority = match uri.authority() {
         Some(authority) => authority.clone(),
-        None => Authority::try_from(headers.get(HOST)?.as_bytes()).ok()?,
+        None => host_authority(headers)?,
     };
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(uri.scheme().cloned().unwrap_or(Scheme::HTTP));
+    parts.scheme = Some(uri.scheme().unwrap_or(origin_form_scheme).clone());
     parts.authority = Some(authority);
     parts.path_and_query = Some(
         uri.path_and_query()
@@ -40,6 +56,21 @@ pub fn effective_uri(uri: &Uri, headers: &HeaderMap) -> Option<Uri> {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     Uri::from_parts(parts).ok()
+}
+
+/// The authority the `Host` field names: one line, a host and optional port (RFC 9110 §7.2),
+/// without user information, which `Host` cannot carry and which would hide the real host.
+fn host_authority(headers: &HeaderMap) -> Option<Authority> {
+    let mut lines = headers.get_all(HOST).iter();
+    let host = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    let authority = Authority::try_from(host.as_bytes()).ok()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    Some(authority)
 }
 
 fn port_of(uri: &Uri) -> Option<u16> {

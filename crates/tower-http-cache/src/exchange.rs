@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
 use cache_policy::{
-    effective_uri, CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation,
-    Serve, Update,
+    CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation, Serve, Update,
 };
 use cache_store::{Entries, EntryWriter, StoreError, StoredEntry, VariantId, WriteOptions};
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower_service::Service;
@@ -84,7 +83,8 @@ enum Then<ResB> {
     Refresh {
         updates: Vec<(VariantId, Update)>,
         serve: Serve,
-        refreshed: Option<http::response::Parts>,
+        /// What the client gets: the chosen response freshened by the 304.
+        refreshed: http::response::Parts,
         status: CacheStatus,
     },
     /// Update (or remove) the stored variants a HEAD response describes, then pass it on.
@@ -255,6 +255,32 @@ fn only_if_cached(headers: &HeaderMap) -> bool {
         && cache_policy::RequestDirectives::from_headers(headers).only_if_cached
 }
 
+/// RFC 9112 §3.2.2: the target's authority wins over `Host`. A request in absolute form goes
+/// to the origin with the `Host` its target names (without user information), so that the
+/// origin answers for the host the response is keyed by, and a client cannot have one host's
+/// answer stored under another's URL. A request without `Host` is left to the client, which
+/// adds it from the target.
+fn align_host<B>(request: &mut Request<B>) {
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    let host = match authority.as_str().rsplit_once('@') {
+        Some((_user_info, host)) => host,
+        None => authority.as_str(),
+    };
+    let mut lines = request.headers().get_all(HOST).iter();
+    let agrees = match (lines.next(), lines.next()) {
+        (None, _) => return,
+        (Some(line), None) => line.as_bytes().eq_ignore_ascii_case(host.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !agrees {
+        if let Ok(value) = HeaderValue::from_str(host) {
+            request.headers_mut().insert(HOST, value);
+        }
+    }
+}
+
 /// The candidates a store read gave; a failing store is an empty cache.
 fn candidates_or_log(read: Result<Entries, StoreError>) -> Entries {
     read.unwrap_or_else(|error| {
@@ -279,8 +305,9 @@ where
     /// the request (parameters are moved into locals).
     fn call_origin(
         &self,
-        request: Request<ReqB>,
+        mut request: Request<ReqB>,
     ) -> impl Future<Output = Result<Response<ResB>, S::Error>> + '_ {
+        align_host(&mut request);
         async move {
             let future = {
                 let mut inner = poll_fn(|cx| self.inner.poll_acquire(cx)).await?;
@@ -324,9 +351,11 @@ where
             None if request.uri().scheme().is_some() && request.uri().authority().is_some() => {
                 Some(self.shared.key_for(request.uri()))
             }
-            None => {
-                effective_uri(request.uri(), request.headers()).map(|uri| self.shared.key_for(&uri))
-            }
+            None => self
+                .shared
+                .policy
+                .target_uri(&request)
+                .map(|uri| self.shared.key_for(&uri)),
         };
         let Some(key) = key else {
             let this = self.to_owned();
@@ -728,12 +757,7 @@ where
             } => {
                 self.apply_updates(&context.key, updates).await;
                 drop(leader);
-                match refreshed {
-                    Some(refreshed) => {
-                        self.respond_stored(serve, refreshed, &candidates, &head.method, status)
-                    }
-                    None => self.serve_stored(serve, &candidates, &head.method, status),
-                }
+                self.respond_stored(serve, refreshed, &candidates, &head.method, status)
             }
             Then::UpdateFromHead {
                 updates,
@@ -911,12 +935,11 @@ where
                     tee,
                 })
             }
-            ResponseAction::Refresh { updates, serve } => {
-                // The refreshed headers are what the client gets.
-                let refreshed = updates
-                    .iter()
-                    .find(|update| update.index == serve.index)
-                    .map(|update| serve.response_head(&update.entry));
+            ResponseAction::Refresh {
+                updates,
+                serve,
+                head: refreshed,
+            } => {
                 let updates = with_variants(candidates, updates);
                 let mut status = self.served_status(
                     CacheOutcome::Revalidated,

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_policy::{CachePolicy, Heuristics, PolicyOptions, ServeStale};
+use cache_policy::{CachePolicy, Heuristics, PolicyOptions, ServeStale, SharedCookies};
 use cache_store::Store;
+use http::uri::Scheme;
 use http::{Method, StatusCode, Uri};
 use tower_layer::Layer;
 
@@ -144,6 +145,31 @@ impl CacheLayer {
     /// A shared cache (a proxy or gateway) instead of a private one (RFC 9111 §1).
     pub fn shared(mut self, shared: bool) -> Self {
         self.config.options.shared = shared;
+        self
+    }
+
+    /// What a shared cache does with responses that carry `Set-Cookie` (default: stores them
+    /// only when the origin made them explicitly shareable; see [`SharedCookies`]).
+    pub fn shared_cookies(mut self, cookies: SharedCookies) -> Self {
+        self.config.options.shared_cookies = cookies;
+        self
+    }
+
+    /// The scheme this layer serves, for a cache on the server side whose requests arrive in
+    /// origin form (`GET /path` with `Host`): `https` behind TLS, so that `http` and `https`
+    /// requests never share an entry (default `http`). Requests in absolute form carry their
+    /// own scheme.
+    ///
+    /// ```
+    /// use http::uri::Scheme;
+    /// use tower_http_cache::{CacheLayer, MemoryStore};
+    ///
+    /// let layer = CacheLayer::new(MemoryStore::default())
+    ///     .shared(true)
+    ///     .origin_form_scheme(Scheme::HTTPS);
+    /// ```
+    pub fn origin_form_scheme(mut self, scheme: Scheme) -> Self {
+        self.config.options.origin_form_scheme = scheme;
         self
     }
 

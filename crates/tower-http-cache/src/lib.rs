@@ -124,7 +124,7 @@ pub use options::{CacheKey, CacheMode, CacheTtl};
 pub use service::CacheService;
 pub use status::{CacheOutcome, CacheStatus};
 
-pub use cache_policy::{self as policy, Heuristics, PolicyOptions, ServeStale};
+pub use cache_policy::{self as policy, Heuristics, PolicyOptions, ServeStale, SharedCookies};
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub use cache_store::FsStore;

@@ -19,3 +19,4 @@ mod s4_2_freshness;
 mod s4_3_validation;
 mod s4_4_invalidation;
 mod s5_2_directives;
+mod s7_security;

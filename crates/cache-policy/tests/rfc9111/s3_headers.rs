@@ -222,7 +222,7 @@ fn rfc9111_3_2_refreshed_entry_is_fresh_again_and_reused() {
         kind(&policy.lookup(&get(&[]), &stored, at(100))),
         "revalidate"
     );
-    let ResponseAction::Refresh { updates, serve } = policy
+    let ResponseAction::Refresh { updates, serve, .. } = policy
         .after_response(
             &get(&[]),
             &resp(304, &[("cache-control", "max-age=60"), ("etag", "\"v1\"")]),

@@ -437,7 +437,7 @@ fn rfc9111_4_3_3_the_refreshed_response_answers_the_request() {
         at(50),
         &stored,
     );
-    let ResponseAction::Refresh { updates, serve } = decision.action else {
+    let ResponseAction::Refresh { updates, serve, .. } = decision.action else {
         panic!()
     };
     assert_eq!(updates.len(), 2);
