@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tower_http_cache::CacheOutcome;
 
 #[allow(dead_code)]
-#[path = "../examples/proxy.rs"]
+#[path = "../examples/proxy/main.rs"]
 mod proxy;
 
 #[allow(dead_code)]
@@ -311,7 +311,12 @@ async fn proxy_answers_502_when_the_upstream_is_down() {
         .expect("body")
         .to_bytes();
     let body = String::from_utf8_lossy(&body);
-    assert!(body.contains("unreachable"), "{body}");
+    assert!(body.contains("bad gateway"), "{body}");
+    // The client learns nothing of the proxy's network: no address, no error chain.
+    assert!(
+        !body.contains(&dead.port().to_string()) && !body.contains("127.0.0.1"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -337,6 +342,24 @@ fn proxy_arguments() {
     };
     assert_eq!(config.listen, ([0, 0, 0, 0], 0).into());
     assert_eq!(config.store, StoreChoice::Fs("/tmp/cache dir".into()));
+    assert_eq!(config.limits, proxy::Limits::default());
+
+    let Ok(ProxyCommand::Serve(config)) = parse(&[
+        "--upstream=http://a",
+        "--header-timeout=2.5",
+        "--upstream-timeout",
+        "7",
+        "--max-body",
+        "1024",
+    ]) else {
+        panic!("limits");
+    };
+    assert_eq!(
+        config.limits.header_read_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(config.limits.upstream_timeout, Duration::from_secs(7));
+    assert_eq!(config.limits.max_request_body, 1024);
 
     assert_eq!(parse(&["--demo"]), Ok(ProxyCommand::Demo));
     assert_eq!(parse(&["--help"]), Ok(ProxyCommand::Help));
@@ -350,6 +373,9 @@ fn proxy_arguments() {
         &["--upstream", "http://a", "--store", "fs:"],
         &["--upstream", "http://a", "--listen", "nowhere"],
         &["--upstream", "http://a", "--verbose"],
+        &["--upstream", "http://a", "--header-timeout", "0"],
+        &["--upstream", "http://a", "--upstream-timeout", "soon"],
+        &["--upstream", "http://a", "--max-body", "-1"],
     ] {
         assert!(parse(bad).is_err(), "{bad:?} accepted");
     }
@@ -373,7 +399,7 @@ fn hop_by_hop_fields_are_removed() {
     ] {
         headers.append(name, value.parse().expect("value"));
     }
-    proxy::strip_hop_by_hop(&mut headers);
+    proxy::forward::strip_hop_by_hop(&mut headers);
     let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
     left.sort_unstable();
     assert_eq!(left, ["cache-control", "x-end-to-end"]);

@@ -12,7 +12,8 @@
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free port, the bound
 //! address is printed), `--upstream URL` (`http://host[:port]`, required unless `--demo`),
-//! `--store memory|fs:PATH` (default `memory`), `--demo`.
+//! `--store memory|fs:PATH` (default `memory`), `--header-timeout SECS` (default 10),
+//! `--upstream-timeout SECS` (default 30), `--max-body BYTES` (default 16 MiB), `--demo`.
 //!
 //! What the proxy does with each request:
 //!
@@ -20,61 +21,48 @@
 //!   as they arrive, and response bodies are streamed back (and teed into the store when the
 //!   response is cacheable);
 //! - hop-by-hop fields are removed in both directions (`Connection` and the fields it lists,
-//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`); a `Via` field is
-//!   appended in both directions (RFC 9110 §7.6.3); every other field goes through unchanged;
-//! - the `Host` field is kept as the client sent it, so that an upstream serving several
-//!   virtual hosts, or building absolute links and redirects, sees the public name. The cache
-//!   therefore keys entries by the URL the client asked for (`http://<Host><path>?<query>`),
-//!   which is also what `Location`/`Content-Location` invalidation resolves against; only the
-//!   connection goes to `--upstream` (the request target is rewritten to the upstream's scheme
-//!   and authority, path and query kept, below the cache layer). A request without `Host`
+//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`); a `Via` field
+//!   with a per-process pseudonym is appended in both directions (RFC 9110 §7.6.3), and a
+//!   request that already carries it (a loop) gets `508 Loop Detected`;
+//! - the client's `Host` is kept, so that an upstream serving several virtual hosts, or
+//!   building absolute links and redirects, sees the public name. The cache therefore keys
+//!   entries by the URL the client asked for (`http://<Host><path>?<query>`), which is also
+//!   what `Location`/`Content-Location` invalidation resolves against; only the connection
+//!   goes to `--upstream` (the request target is rewritten to the upstream's scheme and
+//!   authority, path and query kept, below the cache layer). A request without `Host`
 //!   (HTTP/1.0) gets the upstream's authority;
-//! - an unreachable upstream is answered with `502 Bad Gateway`; `CONNECT` (tunnels) and
-//!   protocol upgrades (WebSocket) are not supported: `CONNECT` gets `501 Not Implemented`.
+//! - what a client could use to plant a response for others is checked first (module
+//!   `admit`): two `Host` lines or an invalid one get `400`; a target in absolute form wins
+//!   over `Host`, which is rewritten to it; `Forwarded`, `X-Forwarded-*`,
+//!   `X-HTTP-Method-Override`, `X-Original-URL` and their kin are removed, and the proxy sets
+//!   `X-Forwarded-For`, `X-Forwarded-Host` and `X-Forwarded-Proto` itself;
+//! - limits (module `server`): a request head must arrive within the header timeout, which
+//!   also closes idle connections (slowloris); heads over 16 KiB or 100 lines get `431`;
+//!   bodies over `--max-body` get `413` (or are cut off when chunked); an upstream that sends
+//!   no response head within the upstream timeout gets the client a `504`;
+//! - an unreachable upstream is answered with `502 Bad Gateway`, whose body names no address
+//!   or internal error (those go to the proxy's log); `CONNECT` (tunnels) and protocol
+//!   upgrades (WebSocket) are not supported: `CONNECT` gets `501 Not Implemented`.
 
-use std::convert::Infallible;
-use std::future::Future;
+pub(crate) mod admit;
+pub(crate) mod forward;
+pub(crate) mod server;
+
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cache_workspace::origin::{self, Origin, Recorded};
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING, UPGRADE, VIA};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
+use http::header::HOST;
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_http_cache::{CacheLayer, CacheService, FsStore, MemoryStore, Store};
+use tower_http_cache::{FsStore, MemoryStore, Store};
+
+pub(crate) use forward::Upstream;
+pub(crate) use server::{Limits, Proxy};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of the proxy's answers: a cached or upstream body, or a short error text.
-type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// The cache layer over the forwarding service.
-type ProxyService = CacheService<Forward>;
-
-/// The value appended to `Via` in both directions.
-const VIA_VALUE: &str = "1.1 tower-http-cache";
-
-/// Hop-by-hop fields (RFC 9110 §7.6.1), removed in both directions, as well as any field
-/// that `Connection` lists.
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
 
 #[tokio::main]
 async fn main() {
@@ -100,7 +88,8 @@ async fn main() {
 }
 
 const USAGE: &str = "usage: proxy [--listen ADDR] --upstream http://HOST[:PORT] \
-                     [--store memory|fs:PATH]\n       proxy --demo";
+                     [--store memory|fs:PATH] [--header-timeout SECS] \
+                     [--upstream-timeout SECS] [--max-body BYTES]\n       proxy --demo";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -122,60 +111,8 @@ pub(crate) struct Config {
     pub(crate) upstream: Upstream,
     /// Where to cache.
     pub(crate) store: StoreChoice,
-}
-
-/// The upstream's scheme and authority.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Upstream {
-    scheme: Scheme,
-    authority: Authority,
-}
-
-impl Upstream {
-    /// Parses `http://host[:port]` (a trailing `/` is accepted; other paths are not).
-    pub(crate) fn parse(url: &str) -> Result<Upstream, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("invalid upstream URL {url:?}: {e}"))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(format!(
-                "the upstream URL {url:?} needs a scheme and a host, as in http://127.0.0.1:9000"
-            ));
-        };
-        if *scheme != Scheme::HTTP {
-            return Err(format!(
-                "the upstream URL {url:?}: only http:// is supported (no TLS connector here)"
-            ));
-        }
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(format!(
-                "the upstream URL {url:?} must not have a path or query: requests keep theirs"
-            ));
-        }
-        Ok(Upstream {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-        })
-    }
-
-    /// The upstream URI for a request target: its path and query on the upstream.
-    fn target(&self, uri: &Uri) -> Result<Uri, http::Error> {
-        let path_and_query = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-    }
-}
-
-impl std::fmt::Display for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.authority)
-    }
+    /// What clients may send and how long the upstream may take.
+    pub(crate) limits: Limits,
 }
 
 /// Which store backs the cache.
@@ -231,6 +168,7 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Comma
     let mut listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
     let mut upstream = None;
     let mut store = StoreChoice::Memory;
+    let mut limits = Limits::default();
     let mut demo = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -256,6 +194,18 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Comma
             }
             "--upstream" => upstream = Some(Upstream::parse(&value("--upstream")?)?),
             "--store" => store = StoreChoice::parse(&value("--store")?)?,
+            "--header-timeout" => {
+                limits.header_read_timeout = seconds("--header-timeout", &value(&flag)?)?;
+            }
+            "--upstream-timeout" => {
+                limits.upstream_timeout = seconds("--upstream-timeout", &value(&flag)?)?;
+            }
+            "--max-body" => {
+                let value = value("--max-body")?;
+                limits.max_request_body = value
+                    .parse()
+                    .map_err(|_| format!("--max-body takes a number of bytes, not {value:?}"))?;
+            }
             "--demo" => demo = true,
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}")),
@@ -266,16 +216,28 @@ pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Comma
     }
     let upstream = upstream.ok_or("--upstream is required (or use --demo)")?;
     Ok(Command::Serve(Config {
+        limits,
         listen,
         upstream,
         store,
     }))
 }
 
+/// A positive number of seconds (fractions allowed).
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{flag} takes a positive number of seconds, not {value:?}"))
+}
+
 /// Runs the proxy until Ctrl-C.
 async fn serve(config: Config) -> Result<(), BoxError> {
     let store = config.store.open()?;
-    let proxy = Proxy::start(config.listen, config.upstream.clone(), store).await?;
+    let proxy =
+        Proxy::start_with(config.listen, config.upstream.clone(), store, config.limits).await?;
     println!(
         "proxy listening on http://{}, forwarding to {}, store: {}",
         proxy.addr(),
@@ -285,189 +247,6 @@ async fn serve(config: Config) -> Result<(), BoxError> {
     tokio::signal::ctrl_c().await?;
     println!("shutting down");
     Ok(())
-}
-
-/// A running proxy. It stops accepting connections when dropped.
-pub(crate) struct Proxy {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    /// Binds `listen` and serves connections in the background.
-    pub(crate) async fn start(
-        listen: SocketAddr,
-        upstream: Upstream,
-        store: Arc<dyn Store>,
-    ) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        let service = proxy_service(upstream.clone(), store);
-        let task = tokio::spawn(async move {
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        eprintln!("accept failed: {error}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let service = service.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let handler = hyper::service::service_fn(move |request| {
-                        handle(service.clone(), upstream.clone(), request)
-                    });
-                    // A client that goes away mid-exchange is not the proxy's problem.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), handler)
-                        .await;
-                });
-            }
-        });
-        Ok(Proxy { addr, task })
-    }
-
-    /// The bound address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The cache, in shared mode, over the forwarding service.
-fn proxy_service(upstream: Upstream, store: Arc<dyn Store>) -> ProxyService {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    ServiceBuilder::new()
-        .layer(
-            CacheLayer::with_shared_store(store)
-                .shared(true)
-                .cache_status_header(true)
-                .cache_name("proxy"),
-        )
-        .service(Forward { client, upstream })
-}
-
-/// One client request: cleaned up, through the cache, and back.
-async fn handle(
-    service: ProxyService,
-    upstream: Upstream,
-    mut request: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    if request.method() == Method::CONNECT {
-        return Ok(error_response(
-            StatusCode::NOT_IMPLEMENTED,
-            "CONNECT is not supported by this reverse proxy\n".into(),
-        ));
-    }
-    strip_hop_by_hop(request.headers_mut());
-    if !request.headers().contains_key(HOST) {
-        // HTTP/1.0 without Host: name the upstream, so that the request has a target URI
-        // (and a cache key).
-        if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
-            request.headers_mut().insert(HOST, host);
-        }
-    }
-    match service.oneshot(request).await {
-        Ok(response) => {
-            Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
-        }
-        Err(error) => Ok(error_response(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "bad gateway: upstream {upstream} unreachable or failed: {}\n",
-                error_chain(&*error)
-            ),
-        )),
-    }
-}
-
-/// The forwarding service the cache wraps: retargets a request to the upstream and sends it
-/// with hyper-util's legacy client (which keeps the `Host` field it is given).
-#[derive(Clone)]
-pub(crate) struct Forward {
-    client: Client<HttpConnector, Incoming>,
-    upstream: Upstream,
-}
-
-impl Service<Request<Incoming>> for Forward {
-    type Response = Response<Incoming>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Service::<Request<Incoming>>::poll_ready(&mut self.client, cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        let target = self.upstream.target(request.uri());
-        let client = self.client.clone();
-        Box::pin(async move {
-            *request.uri_mut() = target?;
-            request
-                .headers_mut()
-                .append(VIA, HeaderValue::from_static(VIA_VALUE));
-            let mut response = client.request(request).await?;
-            // Hop-by-hop fields go before the cache sees the response, so they are never
-            // stored.
-            strip_hop_by_hop(response.headers_mut());
-            response
-                .headers_mut()
-                .append(VIA, HeaderValue::from_static(VIA_VALUE));
-            Ok(response)
-        })
-    }
-}
-
-/// Removes the hop-by-hop fields: those `Connection` lists, then the fixed ones.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    debug_assert!(!headers.contains_key(TRANSFER_ENCODING) && !headers.contains_key(UPGRADE));
-}
-
-fn error_response(status: StatusCode, text: String) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// An error and its sources on one line (the legacy client's errors say little on their own).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// One request of the demonstration and what came back.
