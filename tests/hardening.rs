@@ -318,3 +318,188 @@ async fn revalidation_with_credentials_does_not_change_what_anonymous_clients_ge
     assert_eq!(answer.cache.outcome, CacheOutcome::Hit);
     assert_eq!(answer.headers["x-account"], "anonymous");
 }
+
+/// RFC 9111 §4.4: a miss whose body was still streaming when an unsafe request invalidated
+/// its key must not store its older body afterwards.
+#[tokio::test]
+async fn a_miss_that_began_before_an_invalidating_post_does_not_store_its_older_body() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let origin = {
+        let version = version.clone();
+        Origin::start(move |request| {
+            let version = version.clone();
+            async move {
+                if request.method == http::Method::POST {
+                    version.fetch_add(1, Ordering::SeqCst);
+                    return Response::builder()
+                        .status(StatusCode::NO_CONTENT)
+                        .body(origin::empty())
+                        .expect("204");
+                }
+                let v = version.load(Ordering::SeqCst);
+                Response::builder()
+                    .header("cache-control", "max-age=600")
+                    .body(origin::slow_chunks(
+                        vec![Bytes::from(format!("v{v} ")), Bytes::from_static(b"end")],
+                        Duration::from_millis(50),
+                    ))
+                    .expect("200")
+            }
+        })
+        .await
+    };
+    let store = Arc::new(MemoryStore::default());
+    let mut service = tower::ServiceBuilder::new()
+        .layer(CacheLayer::with_shared_store(store.clone()).shared(true))
+        .service(origin::client());
+    let url = origin.url("/doc");
+
+    // The GET's head arrives; its body is still on its way when the POST goes through.
+    let get = Request::get(&url).body(Full::default()).expect("request");
+    let slow = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get)
+        .await
+        .expect("head");
+    let post = Request::post(&url).body(Full::default()).expect("request");
+    send(&mut service, post).await;
+    let old = Answer::read(slow).await;
+    assert_eq!(old.body, "v1 end");
+
+    let again = send(
+        &mut service,
+        Request::get(&url).body(Full::default()).expect("request"),
+    )
+    .await;
+    assert_eq!(
+        again.cache.outcome,
+        CacheOutcome::Miss,
+        "the old body was stored"
+    );
+    assert_eq!(again.body, "v2 end");
+}
+
+/// A store that logs the writes it receives, around a memory store.
+struct Logged {
+    inner: MemoryStore,
+    log: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Logged {
+    fn note(&self, what: &'static str) {
+        self.log.lock().expect("log").push(what);
+    }
+}
+
+impl Store for Logged {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> cache_store::BoxFuture<'a, Result<cache_store::Entries, cache_store::StoreError>> {
+        self.inner.get(key)
+    }
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: Arc<cache_store::ParsedResponse>,
+        options: cache_store::WriteOptions,
+    ) -> cache_store::BoxFuture<
+        'a,
+        Result<Box<dyn cache_store::EntryWriter>, cache_store::StoreError>,
+    > {
+        self.inner.begin(key, response, options)
+    }
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a cache_store::VariantId,
+        response: Arc<cache_store::ParsedResponse>,
+        ttl: Duration,
+    ) -> cache_store::BoxFuture<'a, Result<(), cache_store::StoreError>> {
+        self.note("update");
+        self.inner.update(key, variant, response, ttl)
+    }
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a cache_store::VariantId>,
+    ) -> cache_store::BoxFuture<'a, Result<(), cache_store::StoreError>> {
+        self.note("remove");
+        self.inner.remove(key, variant)
+    }
+    fn clear(&self) -> cache_store::BoxFuture<'_, Result<(), cache_store::StoreError>> {
+        self.inner.clear()
+    }
+}
+
+/// RFC 9111 §4.4 and §4.3.4: a 304 that arrives after an unsafe request invalidated the key
+/// does not freshen (and so cannot bring back) what the invalidation removed.
+#[tokio::test]
+async fn a_304_that_races_an_invalidation_does_not_bring_the_entry_back() {
+    let clock = ManualClock::new();
+    let origin_clock = clock.clone();
+    let origin = Origin::start(move |request| {
+        let date = origin_clock.http_date();
+        async move {
+            let builder = Response::builder().header("date", date);
+            if request.method == http::Method::POST {
+                return builder
+                    .status(StatusCode::NO_CONTENT)
+                    .body(origin::empty())
+                    .expect("204");
+            }
+            let builder = builder
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=1");
+            if request.headers.contains_key("if-none-match") {
+                // Slow enough for the POST to overtake it.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return builder
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(origin::empty())
+                    .expect("304");
+            }
+            builder.body(full("v1")).expect("200")
+        }
+    })
+    .await;
+    let store = Arc::new(Logged {
+        inner: MemoryStore::default(),
+        log: Default::default(),
+    });
+    let service = tower::ServiceBuilder::new()
+        .layer(
+            CacheLayer::with_shared_store(store.clone())
+                .shared(true)
+                .clock(clock.clone()),
+        )
+        .service(origin::client());
+    let url = origin.url("/doc");
+    send(
+        &mut service.clone(),
+        Request::get(&url).body(Full::default()).expect("request"),
+    )
+    .await;
+    clock.advance(Duration::from_secs(5));
+
+    let revalidating = {
+        let mut service = service.clone();
+        let request = Request::get(&url).body(Full::default()).expect("request");
+        tokio::spawn(async move { send(&mut service, request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(
+        &mut service.clone(),
+        Request::post(&url).body(Full::default()).expect("request"),
+    )
+    .await;
+    let answer = revalidating.await.expect("joined");
+    assert_eq!(answer.body, "v1");
+    assert_eq!(
+        *store.log.lock().expect("log"),
+        ["remove"],
+        "a freshening was written after the invalidation"
+    );
+}

@@ -8,9 +8,11 @@ use std::task::{ready, Context, Poll};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
+use cache_policy::ParsedResponse;
 use cache_store::{BoxFuture, EntryWriter, Store, StoreError, StoredBody, VariantId};
 
 use crate::coalesce::Leader;
+use crate::invalidation::{Generation, Invalidations};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -54,13 +56,34 @@ pub(crate) struct Finish {
     pub(crate) key: Arc<str>,
     pub(crate) superseded: Vec<VariantId>,
     pub(crate) leader: Option<Leader>,
+    /// The response being stored, whose variant an invalidation may have to remove again.
+    pub(crate) entry: Arc<ParsedResponse>,
+    pub(crate) invalidations: Arc<Invalidations>,
+    /// The key's generation before the request read the store.
+    pub(crate) generation: Generation,
 }
 
 impl Finish {
-    /// The work left after the commit ended with `result`, if any: removing superseded
-    /// variants. The leader is released when that work is done, or now.
+    /// Whether an invalidation of the key began since the request read the store (RFC 9111
+    /// §4.4): then the response predates it, and must not be stored.
+    fn overtaken(&self) -> bool {
+        !self.invalidations.unchanged_since(self.generation)
+    }
+
+    /// The work left after the commit ended with `result`, if any: removing what an
+    /// invalidation overtook, or the superseded variants. The leader is released when that
+    /// work is done, or now.
     fn after(self, result: Result<(), StoreError>) -> Option<BoxFuture<'static, ()>> {
         match result {
+            // The invalidation came between the check before the commit and its end: what was
+            // just committed goes again.
+            Ok(()) if self.overtaken() => Some(Box::pin(async move {
+                let variant = VariantId::of(&self.entry);
+                if let Err(error) = self.store.remove(&self.key, Some(&variant)).await {
+                    crate::log::store_error("remove", &error);
+                }
+                drop(self.leader);
+            })),
             Ok(()) if !self.superseded.is_empty() => Some(Box::pin(async move {
                 for variant in &self.superseded {
                     if let Err(error) = self.store.remove(&self.key, Some(variant)).await {
@@ -104,8 +127,12 @@ enum Committing {
 }
 
 impl Committing {
-    /// Starts completing the entry written by `writer`.
+    /// Starts completing the entry written by `writer`; abandons it when an invalidation
+    /// overtook it.
     fn start(writer: Box<dyn EntryWriter>, finish: Finish) -> Self {
+        if finish.overtaken() {
+            return Committing::Done;
+        }
         Committing::Commit {
             commit: writer.commit(),
             finish,

@@ -19,6 +19,7 @@ use tower_service::Service;
 
 use crate::body::{CacheBody, Finish};
 use crate::coalesce::{self, Leader, Role};
+use crate::invalidation::Generation;
 use crate::layer::Shared;
 use crate::log;
 use crate::origin::Origin;
@@ -97,7 +98,6 @@ enum Then<ResB> {
 
 /// The origin's response to store, and what beginning its entry needs.
 struct Storing<ResB> {
-    entry: Arc<ParsedResponse>,
     options: WriteOptions,
     tee: Tee<ResB>,
 }
@@ -106,6 +106,8 @@ struct Storing<ResB> {
 /// stored.
 struct Tee<ResB> {
     response: Response<ResB>,
+    entry: Arc<ParsedResponse>,
+    generation: Generation,
     status: CacheStatus,
     superseded: Vec<VariantId>,
     /// Given to the tee once the entry is begun.
@@ -234,6 +236,8 @@ struct Keyed {
     cacheable: bool,
     /// Whether the key came from a [`CacheKey`] rather than from the target URI.
     explicit_key: bool,
+    /// The key's invalidation generation before the store was read.
+    generation: Generation,
 }
 
 impl Keyed {
@@ -366,6 +370,7 @@ where
             });
         };
         let context = Keyed {
+            generation: self.shared.invalidations.generation(&key),
             key,
             explicit_key: explicit_key.is_some(),
             mode,
@@ -731,21 +736,28 @@ where
             kept:
                 AtOrigin {
                     head,
-                    context,
+                    mut context,
                     candidates,
                     leader,
                     ..
                 },
         } = *later;
+        let own_key = invalidate.contains(&context.key);
         self.invalidate(invalidate).await;
+        if own_key {
+            // This request's own invalidation comes before what it stores (a POST cached by
+            // its body's key): only a later one overtakes its write.
+            context.generation = self.shared.invalidations.generation(&context.key);
+        }
         match then {
             Then::Respond(response) => response,
-            Then::Store(Storing {
-                entry,
-                options,
-                mut tee,
-            }) => {
-                let begun = self.shared.store.begin(&context.key, entry, options).await;
+            Then::Store(Storing { options, mut tee }) => {
+                tee.generation = context.generation;
+                let begun = self
+                    .shared
+                    .store
+                    .begin(&context.key, tee.entry.clone(), options)
+                    .await;
                 tee.leader = leader;
                 self.tee(begun, tee, &context.key)
             }
@@ -755,7 +767,7 @@ where
                 refreshed,
                 status,
             } => {
-                self.apply_updates(&context.key, updates).await;
+                self.apply_updates(&context, updates).await;
                 drop(leader);
                 self.respond_stored(serve, refreshed, &candidates, &head.method, status)
             }
@@ -764,7 +776,7 @@ where
                 remove,
                 response,
             } => {
-                self.apply_updates(&context.key, updates).await;
+                self.apply_updates(&context, updates).await;
                 self.remove_variants(&context.key, remove).await;
                 response
             }
@@ -781,6 +793,8 @@ where
     ) -> Response<CacheBody<ResB>> {
         let Tee {
             response,
+            entry,
+            generation,
             mut status,
             superseded,
             leader,
@@ -794,6 +808,9 @@ where
                     key: key.clone(),
                     superseded,
                     leader,
+                    entry,
+                    invalidations: self.shared.invalidations.clone(),
+                    generation,
                 };
                 self.finish(
                     response.map(|body| CacheBody::tee(body, writer, finish)),
@@ -918,22 +935,23 @@ where
                 };
                 let mut tee = Tee {
                     response,
+                    entry,
+                    generation: context.generation,
                     status,
                     superseded,
                     leader: None,
                 };
                 if invalidate.is_empty() {
-                    if let Some(begun) = self.shared.store.begin_now(&context.key, &entry, options)
+                    if let Some(begun) =
+                        self.shared
+                            .store
+                            .begin_now(&context.key, &tee.entry, options)
                     {
                         tee.leader = leader.take();
                         return Settled::Done(Ok(self.tee(begun, tee, &context.key)));
                     }
                 }
-                Then::Store(Storing {
-                    entry,
-                    options,
-                    tee,
-                })
+                Then::Store(Storing { options, tee })
             }
             ResponseAction::Refresh {
                 updates,
@@ -990,25 +1008,41 @@ where
         Settled::Then { invalidate, then }
     }
 
-    /// RFC 9111 §4.4: removes what is stored under the invalidated keys.
+    /// RFC 9111 §4.4: removes what is stored under the invalidated keys, after marking them
+    /// invalidated so that no write begun earlier lands afterwards.
     async fn invalidate(&self, keys: Vec<Arc<str>>) {
         for key in keys {
+            self.shared.invalidations.invalidate(&key);
             if let Err(error) = self.shared.store.remove(&key, None).await {
                 log::store_error("invalidate", &error);
             }
         }
     }
 
-    async fn apply_updates(&self, key: &str, updates: Vec<(VariantId, Update)>) {
+    /// Writes the freshened metadata of stored variants (RFC 9111 §4.3.4), unless an
+    /// invalidation of the key began since the request read them: then the freshening would
+    /// bring back what the invalidation removed. One that lands in the middle of the writes
+    /// has what they wrote removed again.
+    async fn apply_updates(&self, context: &Keyed, updates: Vec<(VariantId, Update)>) {
+        let invalidations = &self.shared.invalidations;
+        let key = &*context.key;
+        let mut written = Vec::new();
         for (variant, update) in updates {
+            if !invalidations.unchanged_since(context.generation) {
+                break;
+            }
             let result = self
                 .shared
                 .store
                 .update(key, &variant, update.entry, update.ttl)
                 .await;
-            if let Err(error) = result {
-                log::store_error("update", &error);
+            match result {
+                Ok(()) => written.push(variant),
+                Err(error) => log::store_error("update", &error),
             }
+        }
+        if !invalidations.unchanged_since(context.generation) {
+            self.remove_variants(key, written).await;
         }
     }
 

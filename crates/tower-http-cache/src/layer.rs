@@ -13,6 +13,7 @@ use tower_layer::Layer;
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::coalesce::InFlight;
+use crate::invalidation::Invalidations;
 use crate::service::CacheService;
 
 type KeyFn = Arc<dyn Fn(&Uri) -> String + Send + Sync>;
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) cache_name: String,
     pub(crate) coalesce: Option<Duration>,
     pub(crate) in_flight: Arc<InFlight>,
+    /// Keeps writes begun before an invalidation from bringing back what it removed.
+    pub(crate) invalidations: Arc<Invalidations>,
     pub(crate) background_revalidation: bool,
     pub(crate) max_body_size: Option<u64>,
 }
@@ -100,6 +103,7 @@ impl Shared {
             cache_name: config.cache_name,
             coalesce: config.coalesce,
             in_flight: Arc::default(),
+            invalidations: Arc::default(),
             background_revalidation: config.background_revalidation,
             max_body_size: config.max_body_size,
         }

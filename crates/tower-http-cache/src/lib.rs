@@ -103,6 +103,7 @@ mod clock;
 mod coalesce;
 mod exchange;
 mod future;
+mod invalidation;
 mod key;
 mod layer;
 mod log;
