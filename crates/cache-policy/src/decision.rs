@@ -411,7 +411,9 @@ pub enum ResponseAction {
         ttl: Duration,
         /// The freshness of the new response when it was received.
         freshness: Freshness,
-        /// Candidates this response supersedes (they answered the same request); remove them.
+        /// Candidates to remove once it is stored: those it supersedes (they answered the same
+        /// request), and the least recently stored beyond
+        /// [`max_variants`](crate::PolicyOptions::max_variants).
         replaces: Vec<usize>,
     },
     /// §4.3.3, §4.3.4: a 304 validated stored responses: write the updates and serve `serve`

@@ -146,6 +146,11 @@ pub struct PolicyOptions {
     /// by default; a server behind TLS sets `https`, so that `http` and `https` requests never
     /// share an entry. Requests in absolute form carry their own scheme.
     pub origin_form_scheme: Scheme,
+    /// The most variants (RFC 9111 §4.1) kept for one primary key. Storing one more makes the
+    /// least recently stored (or freshened) ones go, so that a `Vary` on a field clients
+    /// choose freely (`User-Agent`, a cookie) cannot grow a key, or the lookups over it,
+    /// without limit. Default 16; at least 1.
+    pub max_variants: usize,
 }
 
 impl Default for PolicyOptions {
@@ -163,6 +168,7 @@ impl Default for PolicyOptions {
             cdn_cache_control: false,
             shared_cookies: SharedCookies::default(),
             origin_form_scheme: Scheme::HTTP,
+            max_variants: 16,
         }
     }
 }
@@ -231,6 +237,12 @@ impl PolicyOptions {
     /// Sets [`shared_cookies`](PolicyOptions::shared_cookies).
     pub fn shared_cookies(mut self, cookies: SharedCookies) -> Self {
         self.shared_cookies = cookies;
+        self
+    }
+
+    /// Sets [`max_variants`](PolicyOptions::max_variants) (at least 1).
+    pub fn max_variants(mut self, max: usize) -> Self {
+        self.max_variants = max.max(1);
         self
     }
 

@@ -918,17 +918,36 @@ impl CachePolicy {
         };
         let freshness = self.freshness_of(&entry, &facts, response_time);
         let ttl = self.ttl(has_validator, facts.directives(&self.options).0, freshness);
-        let replaces = usable
+        let mut replaces: Vec<usize> = usable
             .iter()
             .filter(|(_, c)| c.method == entry.method && vary::matches(c, request.headers))
             .map(|(i, _)| *i)
             .collect();
+        self.bound_variants(candidates, &mut replaces);
         ResponseAction::Store {
             entry: Arc::new(ParsedResponse::from_parts(entry, facts)),
             ttl,
             freshness,
             replaces,
         }
+    }
+
+    /// Adds to `replaces` the least recently stored candidates that storing one more variant
+    /// would take over [`PolicyOptions::max_variants`].
+    fn bound_variants<C: Candidate>(&self, candidates: &[C], replaces: &mut Vec<usize>) {
+        let kept = candidates.len() - replaces.len().min(candidates.len());
+        let excess = (kept + 1).saturating_sub(self.options.max_variants.max(1));
+        if excess == 0 {
+            return;
+        }
+        let mut oldest: Vec<(SystemTime, usize)> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !replaces.contains(i))
+            .map(|(i, c)| (c.stored_response().response_time, i))
+            .collect();
+        oldest.sort_unstable();
+        replaces.extend(oldest.into_iter().take(excess).map(|(_, i)| i));
     }
 
     /// RFC 9111 §4.3.3 and §4.3.4: a 304 from the origin.

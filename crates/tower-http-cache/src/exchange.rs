@@ -681,7 +681,16 @@ where
         }
         let (request, kept) = (*forward).depart();
         let request_time = self.now();
-        let result = self.call_origin(request).await;
+        let result = match self.shared.origin_timeout {
+            None => self.call_origin(request).await,
+            // Boxed: only a layer with a timeout pays for the timer in its future.
+            Some(limit) => {
+                match Box::pin(tokio::time::timeout(limit, self.call_origin(request))).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => return Ok(self.origin_timed_out(kept, request_time)),
+                }
+            }
+        };
         match self.answer(kept, request_time, result) {
             Answer::Now(result) => result,
             // Boxed: what waits on the store (invalidations, updates after a revalidation, a
@@ -824,6 +833,52 @@ where
         }
     }
 
+    /// RFC 5861 §4: the stale response to serve when the origin failed or did not answer in
+    /// time, if the policy allows one.
+    fn stale_on_error(&self, exchanged: &Exchanged<'_>) -> Option<Response<CacheBody<ResB>>> {
+        let Exchanged {
+            head,
+            context,
+            candidates,
+            fwd,
+            response_time,
+            ..
+        } = *exchanged;
+        let policy = self.storing_policy(context.mode);
+        let serve = policy.on_error(head, candidates, response_time)?;
+        let mut status =
+            self.served_status(CacheOutcome::Stale, context.key.clone(), &serve, candidates);
+        status.fwd = Some(fwd);
+        status.detail = Some("stale-if-error");
+        Some(self.serve_stored(serve, candidates, &head.method, status))
+    }
+
+    /// The answer when the origin sent no response head within the layer's origin timeout:
+    /// a stale response where RFC 5861 §4 allows one, else a generated 504.
+    fn origin_timed_out(
+        &self,
+        kept: AtOrigin,
+        request_time: SystemTime,
+    ) -> Response<CacheBody<ResB>> {
+        let exchanged = Exchanged {
+            head: &kept.head,
+            context: &kept.context,
+            candidates: &kept.candidates,
+            fwd: kept.fwd,
+            request_time,
+            response_time: self.now(),
+        };
+        if let Some(stale) = self.stale_on_error(&exchanged) {
+            return stale;
+        }
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        let mut status = CacheStatus::new(CacheOutcome::Generated, Some(kept.context.key.clone()));
+        status.fwd = Some(kept.fwd);
+        status.detail = Some("origin-timeout");
+        self.finish(response, status)
+    }
+
     /// Acts on the origin's answer (or its failure) as the policy says, up to the store calls
     /// it needs, which [`complete`](Self::complete) awaits.
     ///
@@ -850,20 +905,7 @@ where
             Ok(response) => response,
             Err(error) => {
                 // RFC 5861 §4: the origin cannot be reached; a stale response may do.
-                return Settled::Done(match policy.on_error(head, candidates, response_time) {
-                    Some(serve) => {
-                        let mut status = self.served_status(
-                            CacheOutcome::Stale,
-                            context.key.clone(),
-                            &serve,
-                            candidates,
-                        );
-                        status.fwd = Some(fwd);
-                        status.detail = Some("stale-if-error");
-                        Ok(self.serve_stored(serve, candidates, &head.method, status))
-                    }
-                    None => Err(error),
-                });
+                return Settled::Done(self.stale_on_error(exchanged).ok_or(error));
             }
         };
 
@@ -1074,12 +1116,18 @@ where
         candidates: Entries,
         revalidation: Revalidation,
     ) {
-        // Nothing to do when a refresh (or a miss) for this key is already at the origin.
+        // Nothing to do when a refresh (or a miss) for this key is already at the origin, or
+        // when as many refreshes as allowed are under way: the stale response was served, and
+        // a later request refreshes it.
+        let Some(slot) = self.shared.background_refreshes.take() else {
+            return;
+        };
         let Some(leader) = self.shared.in_flight.lead(&context.key) else {
             return;
         };
         let exchange = self.to_owned();
         tokio::spawn(async move {
+            let _slot = slot;
             let fwd = revalidation.reason.cache_status_fwd();
             let response = exchange
                 .go_to_origin(Box::new(Forward {

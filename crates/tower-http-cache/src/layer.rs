@@ -14,6 +14,7 @@ use tower_layer::Layer;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::coalesce::InFlight;
 use crate::invalidation::Invalidations;
+use crate::refresh::RefreshSlots;
 use crate::service::CacheService;
 
 type KeyFn = Arc<dyn Fn(&Uri) -> String + Send + Sync>;
@@ -56,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) cache_name: String,
     pub(crate) coalesce: Option<Duration>,
     pub(crate) background_revalidation: bool,
+    pub(crate) max_background_refreshes: usize,
+    pub(crate) origin_timeout: Option<Duration>,
     pub(crate) max_body_size: Option<u64>,
 }
 
@@ -79,6 +82,8 @@ pub(crate) struct Shared {
     /// Keeps writes begun before an invalidation from bringing back what it removed.
     pub(crate) invalidations: Arc<Invalidations>,
     pub(crate) background_revalidation: bool,
+    pub(crate) background_refreshes: Arc<RefreshSlots>,
+    pub(crate) origin_timeout: Option<Duration>,
     pub(crate) max_body_size: Option<u64>,
 }
 
@@ -105,6 +110,8 @@ impl Shared {
             in_flight: Arc::default(),
             invalidations: Arc::default(),
             background_revalidation: config.background_revalidation,
+            background_refreshes: RefreshSlots::new(config.max_background_refreshes),
+            origin_timeout: config.origin_timeout,
             max_body_size: config.max_body_size,
         }
     }
@@ -135,6 +142,8 @@ impl CacheLayer {
                 cache_name: "tower-http-cache".to_owned(),
                 coalesce: Some(Duration::from_secs(10)),
                 background_revalidation: true,
+                max_background_refreshes: 64,
+                origin_timeout: None,
                 max_body_size: None,
             },
         }
@@ -252,6 +261,30 @@ impl CacheLayer {
     /// task; on by default). Without it, such requests revalidate before answering.
     pub fn background_revalidation(mut self, enabled: bool) -> Self {
         self.config.background_revalidation = enabled;
+        self
+    }
+
+    /// The most `stale-while-revalidate` refreshes running in the background at once (default
+    /// 64). A stale response whose refresh finds no free slot is still served; a later
+    /// request refreshes it.
+    pub fn max_background_refreshes(mut self, max: usize) -> Self {
+        self.config.max_background_refreshes = max;
+        self
+    }
+
+    /// How long the origin may take to send its response head (default: no limit). After
+    /// that the request gets a stale response where `stale-if-error` allows one (RFC 5861
+    /// §4), and otherwise a generated `504 Gateway Timeout`. Uses tokio's timer.
+    pub fn origin_timeout(mut self, timeout: Duration) -> Self {
+        self.config.origin_timeout = Some(timeout);
+        self
+    }
+
+    /// The most variants kept for one URL (default 16): storing one more removes the least
+    /// recently stored, so that `Vary` on a field clients choose freely cannot grow a key
+    /// without limit (see [`PolicyOptions::max_variants`]).
+    pub fn max_variants(mut self, max: usize) -> Self {
+        self.config.options = self.config.options.max_variants(max);
         self
     }
 

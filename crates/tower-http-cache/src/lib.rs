@@ -109,6 +109,7 @@ mod layer;
 mod log;
 mod options;
 mod origin;
+mod refresh;
 mod service;
 mod status;
 

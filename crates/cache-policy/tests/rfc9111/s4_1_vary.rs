@@ -276,3 +276,53 @@ fn rfc9111_4_1_parsed_responses_are_selected_by_vary_too() {
         assert_eq!(matches!(lookup, Lookup::Fresh(_)), fresh, "{request}");
     }
 }
+
+/// Hardening: `Vary: User-Agent` with values clients choose must not grow a key without
+/// limit. Storing a variant beyond `max_variants` removes the least recently stored ones.
+#[test]
+fn rfc9111_4_1_variants_per_key_are_capped_and_the_least_recently_stored_go() {
+    let policy = with(
+        cache_policy::PolicyOptions::default()
+            .shared(true)
+            .max_variants(3),
+    );
+    let stored: Vec<StoredResponse> = (0..3)
+        .map(|i| {
+            variant(
+                &["user-agent"],
+                &[("user-agent", &format!("agent-{i}"))],
+                10 - i,
+            )
+        })
+        .collect();
+    let request = get(&[("user-agent", "agent-new")]);
+    let response = resp(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "user-agent")],
+    );
+    let decision = policy.after_response(&request, &response, at(20), at(20), &stored);
+    let ResponseAction::Store { replaces, .. } = decision.action else {
+        panic!("{:?}", decision.action)
+    };
+    // agent-2 was stored at 8 s, the oldest of the three.
+    assert_eq!(replaces, [2]);
+    // Storing the same variant again replaces it and evicts nothing else.
+    let again = get(&[("user-agent", "agent-0")]);
+    let decision = policy.after_response(&again, &response, at(20), at(20), &stored);
+    let ResponseAction::Store { replaces, .. } = decision.action else {
+        panic!()
+    };
+    assert_eq!(replaces, [0]);
+    // Under the cap, nothing else goes.
+    let decision = with(cache_policy::PolicyOptions::default()).after_response(
+        &request,
+        &response,
+        at(20),
+        at(20),
+        &stored,
+    );
+    let ResponseAction::Store { replaces, .. } = decision.action else {
+        panic!()
+    };
+    assert!(replaces.is_empty());
+}
