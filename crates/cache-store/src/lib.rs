@@ -61,6 +61,9 @@ mod error;
 pub mod fs;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 mod store;
 mod variant;
 
@@ -74,5 +77,8 @@ pub use fs::{FsStore, FsStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{update_applies, BoxFuture, EntryWriter, Store, WriteOptions};
 pub use variant::VariantId;

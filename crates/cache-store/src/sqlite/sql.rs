@@ -1,0 +1,194 @@
+//! The SQL helpers of the SQLite backend: the schema, opening connections, and the
+//! statements shared by several operations (deletion, expiry, the size bound).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, Connection, OpenFlags, Transaction};
+
+use crate::StoreError;
+
+/// The schema version this crate writes (`PRAGMA user_version`).
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT    NOT NULL,
+    variant     BLOB    NOT NULL,
+    committed   INTEGER NOT NULL DEFAULT 0,
+    header      BLOB    NOT NULL,
+    body_len    INTEGER NOT NULL DEFAULT 0,
+    body_crc    BLOB    NOT NULL DEFAULT x'',
+    expires_ms  INTEGER NOT NULL,
+    last_access INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER NOT NULL DEFAULT 0,
+    started_ms  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_published ON entries (key, variant) WHERE committed = 1;
+CREATE INDEX IF NOT EXISTS entries_lru ON entries (committed, last_access, size);
+CREATE INDEX IF NOT EXISTS entries_expiry ON entries (committed, expires_ms);
+CREATE TABLE IF NOT EXISTS chunks (
+    entry_id INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    data     BLOB    NOT NULL,
+    PRIMARY KEY (entry_id, seq)
+);
+";
+
+/// Turns rusqlite's errors into [`StoreError::Unavailable`].
+pub(super) trait OrUnavailable<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> OrUnavailable<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(StoreError::unavailable)
+    }
+}
+
+/// Locks a mutex, recovering it if a panic poisoned it: a connection's open transaction is
+/// rolled back when the panicking code drops it, so the connection is usable again.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch (0 before it, saturated far in the future).
+pub(super) fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    unix_ms(SystemTime::now())
+}
+
+pub(super) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) fn open_file(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).db()?;
+    conn.busy_timeout(busy_timeout).db()?;
+    // With WAL, NORMAL syncs only at checkpoints: a power loss may drop the last commits,
+    // never tear one.
+    conn.pragma_update(None, "synchronous", "NORMAL").db()?;
+    Ok(conn)
+}
+
+/// Creates the database file, readable and writable by its owner only, if it does not exist
+/// (SQLite gives its `-wal` and `-shm` files the same permissions): a cached response may
+/// hold one user's data.
+pub(super) fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The access tick after every one handed out so far (a logical clock shared through the
+/// database, so that processes sharing the file agree on the order).
+pub(super) fn next_tick(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    tx.query_row(
+        "SELECT COALESCE(MAX(last_access), 0) + 1 FROM entries WHERE committed = 1",
+        [],
+        |r| r.get(0),
+    )
+    .db()
+}
+
+pub(super) fn ids_of(
+    tx: &Transaction<'_>,
+    key: &str,
+    variant: Option<&[u8]>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = tx
+        .prepare(
+            "SELECT id FROM entries
+             WHERE key = ?1 AND committed = 1 AND (?2 IS NULL OR variant = ?2)",
+        )
+        .db()?;
+    let ids = stmt.query_map(params![key, variant], |r| r.get(0)).db()?;
+    ids.collect::<rusqlite::Result<Vec<i64>>>().db()
+}
+
+pub(super) fn delete_entry(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM chunks WHERE entry_id = ?1", [id])
+        .db()?;
+    tx.execute("DELETE FROM entries WHERE id = ?1", [id]).db()?;
+    Ok(())
+}
+
+pub(super) fn total_size(conn: &Connection) -> Result<u64, StoreError> {
+    let total: i64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM entries WHERE committed = 1",
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// Deletes the published entries whose expiry has passed; returns the bytes freed.
+pub(super) fn delete_expired(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    let expired: Vec<(i64, i64)> = {
+        let mut stmt = tx
+            .prepare("SELECT id, size FROM entries WHERE committed = 1 AND expires_ms <= ?1")
+            .db()?;
+        let rows = stmt
+            .query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()?;
+        rows.collect::<rusqlite::Result<_>>().db()?
+    };
+    let mut freed = 0u64;
+    for (id, size) in expired {
+        delete_entry(tx, id)?;
+        freed = freed.saturating_add(u64::try_from(size).unwrap_or(0));
+    }
+    Ok(freed)
+}
+
+/// While the published entries take more than `max_size` bytes, deletes the expired ones,
+/// then the least recently accessed.
+pub(super) fn enforce_bound(tx: &Transaction<'_>, max_size: u64) -> Result<(), StoreError> {
+    let mut total = total_size(tx)?;
+    if total <= max_size {
+        return Ok(());
+    }
+    total = total.saturating_sub(delete_expired(tx)?);
+    if total <= max_size {
+        return Ok(());
+    }
+    let mut victims = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT id, size FROM entries WHERE committed = 1 ORDER BY last_access, id")
+            .db()?;
+        let mut rows = stmt.query([]).db()?;
+        while total > max_size {
+            let Some(row) = rows.next().db()? else {
+                break;
+            };
+            let (id, size): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+            victims.push(id);
+            total = total.saturating_sub(u64::try_from(size).unwrap_or(0));
+        }
+    }
+    for id in victims {
+        delete_entry(tx, id)?;
+    }
+    Ok(())
+}
