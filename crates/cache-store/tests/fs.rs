@@ -3,8 +3,17 @@
 use std::sync::Mutex;
 
 use cache_store::conformance::{Harness, Limits};
+use cache_store::fs::FsStoreBuilder;
 use cache_store::FsStore;
 use tempfile::TempDir;
+
+/// A store builder whose writers may hold a whole test body: these tests write bodies in loops
+/// that never yield, faster than any disk, where the default bound on a writer's buffer would
+/// rightly abandon the entry. The bound is tested by itself
+/// (`a_writer_that_the_disk_cannot_keep_up_with_is_abandoned_within_its_bound`).
+fn builder(dir: impl Into<std::path::PathBuf>) -> FsStoreBuilder {
+    FsStore::builder(dir).write_buffer_bytes(64 << 20)
+}
 
 /// Makes each store in a fresh temporary directory, kept until the harness is dropped.
 #[derive(Default)]
@@ -35,7 +44,7 @@ impl Harness for Fs {
 
     fn new_store(&self, limits: Limits) -> FsStore {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = FsStore::builder(dir.path())
+        let store = builder(dir.path())
             .max_size_bytes(limits.max_total_bytes)
             .max_body_size(limits.max_body_size)
             .inline_reads(self.inline_reads)
@@ -86,7 +95,7 @@ const HOUR: WriteOptions = WriteOptions {
 };
 
 fn store_in(dir: &Path) -> FsStore {
-    FsStore::builder(dir).build().expect("build")
+    builder(dir).build().expect("build")
 }
 
 /// The one entry file stored under `key`.
@@ -181,7 +190,7 @@ async fn flipped_byte_in_large_body_is_a_body_error() {
 async fn flipped_byte_early_in_large_body_ends_the_read_with_an_error() {
     let dir = tempfile::tempdir().expect("dir");
     for inline in [false, true] {
-        let store = FsStore::builder(dir.path())
+        let store = builder(dir.path())
             .inline_reads(inline)
             .build()
             .expect("build");
@@ -211,7 +220,7 @@ async fn flipped_byte_early_in_large_body_ends_the_read_with_an_error() {
 async fn large_body_failing_its_checksum_is_removed_on_the_first_failed_read() {
     let dir = tempfile::tempdir().expect("dir");
     for inline in [false, true] {
-        let store = FsStore::builder(dir.path())
+        let store = builder(dir.path())
             .inline_reads(inline)
             .build()
             .expect("build");
@@ -324,16 +333,16 @@ async fn wait_for_temps(store: &FsStore, n: usize) {
 #[tokio::test]
 async fn aborted_and_refused_writes_leave_no_temp_file() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = FsStore::builder(dir.path())
-        .max_body_size(50_000)
+    let store = builder(dir.path())
+        .max_body_size(200_000)
         .build()
         .expect("build");
     let mut writer = store
         .begin("k", seeded_response(None, 1, 10).into(), HOUR)
         .await
         .expect("begin");
-    writer.write(Bytes::from_static(b"12345")).expect("write");
-    // Writes go to a temporary file, removed when the writer is dropped.
+    // A batch of 64 KiB goes to a temporary file, removed when the writer is dropped.
+    writer.write(Bytes::from(vec![0; 100_000])).expect("write");
     wait_for_temps(&store, 1).await;
     drop(writer);
     wait_for_temps(&store, 0).await;
@@ -342,9 +351,9 @@ async fn aborted_and_refused_writes_leave_no_temp_file() {
         .begin("k", seeded_response(None, 1, 10).into(), HOUR)
         .await
         .expect("begin");
-    writer.write(Bytes::from(vec![0; 40_000])).expect("write");
+    writer.write(Bytes::from(vec![0; 100_000])).expect("write");
     wait_for_temps(&store, 1).await;
-    let refused = writer.write(Bytes::from(vec![0; 40_000]));
+    let refused = writer.write(Bytes::from(vec![0; 150_000]));
     assert!(matches!(
         refused,
         Err(cache_store::StoreError::TooLarge { .. })
@@ -370,11 +379,11 @@ async fn stale_temp_files_are_removed_on_first_scan() {
     std::fs::write(&temp, b"partial").expect("write temp");
 
     // A young temp file may belong to a live writer of another process: kept.
-    let young = FsStore::builder(dir.path()).build().expect("build");
+    let young = builder(dir.path()).build().expect("build");
     assert!(young.size_bytes() > 0);
     assert!(temp.exists());
 
-    let old = FsStore::builder(dir.path())
+    let old = builder(dir.path())
         .stale_temp_age(Duration::ZERO)
         .build()
         .expect("build");
@@ -396,7 +405,7 @@ async fn the_index_sees_existing_entries_and_evicts_them() {
     let total = store.size_bytes();
     assert!(total > 100_000);
     // A new process with a smaller bound evicts the oldest files first when it writes.
-    let small = FsStore::builder(dir.path())
+    let small = builder(dir.path())
         .max_size_bytes(total / 2)
         .build()
         .expect("build");
@@ -514,18 +523,19 @@ fn crash_child_writer() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let store = FsStore::builder(dir).build().expect("build");
-        // One write that never finishes, so that the kill surely tears one.
+        let store = builder(dir).build().expect("build");
+        // One write that never finishes, so that the kill surely tears one: over 64 KiB, so
+        // that a batch reaches its temporary file.
         let mut stalled = store
             .begin(
                 &crash_key(0),
-                seeded_response(Some("de"), 0, 1000).into(),
+                seeded_response(Some("de"), 0, 100_000).into(),
                 HOUR,
             )
             .await
             .expect("begin");
         stalled
-            .write(seeded_body(0, 1000).slice(..500))
+            .write(seeded_body(0, 100_000).slice(..70_000))
             .expect("write");
         // Four independent lanes, so that other writes are in flight at random stages.
         let mut lanes = Vec::new();
@@ -613,7 +623,7 @@ async fn sigkill_mid_write_leaves_no_entry_that_reads_back_wrong() {
     assert!(torn > 0, "no write was in flight at the kill");
 
     // A fresh store over the wreck: everything that reads back reads back right.
-    let after = FsStore::builder(dir.path())
+    let after = builder(dir.path())
         .stale_temp_age(Duration::ZERO)
         .build()
         .expect("build");
@@ -656,4 +666,100 @@ async fn entry_files_are_readable_by_their_owner_only() {
         assert_eq!(mode(at), 0o700, "{}", at.display());
         at = at.parent().expect("parent");
     }
+}
+
+/// Issue 10: a writer never holds more than its bound, and never a thread: with the blocking
+/// pool busy (one thread, taken), chunks pile up in the writer's buffer until the bound, and
+/// then the write fails and the entry is abandoned, leaving nothing behind.
+#[test]
+fn a_writer_that_the_disk_cannot_keep_up_with_is_abandoned_within_its_bound() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = FsStore::builder(dir.path())
+            .write_buffer_bytes(256 << 10)
+            .build()
+            .expect("build");
+        let mut writer = store
+            .begin("k", seeded_response(None, 1, 4 << 20).into(), HOUR)
+            .await
+            .expect("begin");
+        // The first batch takes the only blocking thread... and so does this, until released.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let stall = tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
+        let body = seeded_body(1, 4 << 20);
+        let mut accepted = 0;
+        let mut refused = None;
+        for piece in body.chunks(16 << 10) {
+            match writer.write(body.slice_ref(piece)) {
+                Ok(()) => accepted += piece.len(),
+                Err(error) => {
+                    refused = Some(error);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("a stalled disk makes the writer give up");
+        assert!(
+            matches!(refused, cache_store::StoreError::Unavailable(_)),
+            "{refused}"
+        );
+        // What it took before giving up: one batch on its way plus at most the bound.
+        assert!(
+            accepted <= (64 << 10) + (256 << 10) + (16 << 10),
+            "{accepted}"
+        );
+        assert!(
+            writer.commit().await.is_err(),
+            "an abandoned entry does not commit"
+        );
+        release.send(()).expect("release");
+        stall.await.expect("stall");
+        wait_for_temps(&store, 0).await;
+        assert!(store.get("k").await.expect("get").is_empty());
+    });
+}
+
+/// Issue 10: writes in progress hold no thread, so 600 of them, uncommitted, do not delay a
+/// read (with a writer thread per write, as before, the blocking pool's 8 threads would all
+/// be taken and the read would wait for a commit that never comes).
+#[test]
+fn six_hundred_uncommitted_writes_do_not_delay_a_read() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = builder(dir.path()).build().expect("build");
+        put(&store, "ready", None, 7, 1000).await;
+        let body = seeded_body(1, 100_000);
+        let mut writers = Vec::new();
+        for i in 0..600 {
+            let mut writer = store
+                .begin(
+                    &format!("k{i}"),
+                    seeded_response(None, 1, 100_000).into(),
+                    HOUR,
+                )
+                .await
+                .expect("begin");
+            writer.write(body.slice(..70_000)).expect("write");
+            writers.push(writer);
+        }
+        let read = tokio::time::timeout(Duration::from_secs(20), store.get("ready")).await;
+        let entries = read.expect("the read waited on the writes").expect("get");
+        assert_eq!(entries.len(), 1);
+        drop(writers);
+        wait_for_temps(&store, 0).await;
+    });
 }
