@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -269,6 +270,20 @@ pub trait EntryWriter: Send {
     /// Returns [`StoreError::TooLarge`] once the body exceeds the store's size limit; the caller
     /// then stops writing and drops the writer, and the response is not cached.
     fn write(&mut self, chunk: Bytes) -> Result<(), StoreError>;
+
+    /// Whether the writer can take another chunk without holding more than its bound.
+    /// `Pending` (with the waker registered) while the backend works through what it already
+    /// has; `Ready(Err)` once the entry had to be abandoned.
+    ///
+    /// A caller that tees a body polls this before it reads the next chunk from its source,
+    /// so that a backend that falls behind slows the source for as long as the backend takes
+    /// to catch up (backpressure), instead of the entry being abandoned at once. The default
+    /// is always ready: for writers that never hold more than a chunk, or that abandon the
+    /// entry when their buffer is full.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
 
     /// Completes the entry and makes it visible, atomically replacing the variant with the same
     /// id.

@@ -763,3 +763,60 @@ fn six_hundred_uncommitted_writes_do_not_delay_a_read() {
         wait_for_temps(&store, 0).await;
     });
 }
+
+/// Backpressure: once half its bound waits behind a batch on its way to the disk, a writer's
+/// `poll_ready` is pending (so a tee reads no more from the origin), and ready again once
+/// the disk has caught up; the entry is then stored whole.
+#[test]
+fn a_writer_behind_the_disk_is_pending_until_it_catches_up() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = FsStore::builder(dir.path())
+            .write_buffer_bytes(256 << 10)
+            .build()
+            .expect("build");
+        let len = 1 << 20;
+        let mut writer = store
+            .begin("k", seeded_response(None, 3, len).into(), HOUR)
+            .await
+            .expect("begin");
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let stall = tokio::task::spawn_blocking(move || {
+            let _ = wait.recv();
+        });
+        let body = seeded_body(3, len);
+        let mut pieces = body.chunks(16 << 10);
+        let ready = |writer: &mut Box<dyn cache_store::EntryWriter>| {
+            let waker = std::task::Waker::noop();
+            writer.poll_ready(&mut std::task::Context::from_waker(waker))
+        };
+        let mut written = 0;
+        while ready(&mut writer).is_ready() {
+            let piece = pieces
+                .next()
+                .expect("the writer should push back before the end");
+            writer.write(body.slice_ref(piece)).expect("write");
+            written += piece.len();
+        }
+        assert!(
+            written <= (64 << 10) + (128 << 10) + (16 << 10),
+            "{written}"
+        );
+        release.send(()).expect("release");
+        stall.await.expect("stall");
+        for piece in pieces {
+            std::future::poll_fn(|cx| writer.poll_ready(cx))
+                .await
+                .expect("ready again");
+            writer.write(body.slice_ref(piece)).expect("write");
+        }
+        writer.commit().await.expect("commit");
+        assert_eq!(read_verified(&store, "k").await.len(), 1);
+    });
+}

@@ -300,6 +300,14 @@ where
                     *teeing = None;
                     return Poll::Ready(None);
                 }
+                // Backpressure: a store that is behind with what it was given is waited for
+                // before more is read from the origin; one that gave up is no longer fed.
+                if let Some(Teeing::Writing { writer, .. }) = teeing.as_deref_mut() {
+                    if let Err(_error) = ready!(writer.poll_ready(cx)) {
+                        crate::log::store_error("write", &_error);
+                        *teeing = None;
+                    }
+                }
                 match ready!(body.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => {
                         let frame = to_bytes(frame);

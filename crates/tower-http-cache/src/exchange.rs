@@ -1203,6 +1203,13 @@ impl EntryWriter for LimitedWriter {
         self.inner.write(chunk)
     }
 
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), StoreError>> {
+        self.inner.poll_ready(cx)
+    }
+
     fn commit(self: Box<Self>) -> cache_store::BoxFuture<'static, Result<(), StoreError>> {
         self.inner.commit()
     }

@@ -5,16 +5,22 @@
 //!
 //! [`EntryWriter::write`] never blocks: it appends the chunk to the writer's buffer and, once
 //! the buffer holds a batch (64 KiB) and no batch is being written, hands the buffer to one
-//! short blocking task. While a batch is on its way to the disk, chunks wait in the buffer; a
-//! buffer that would grow past its bound means the disk fell behind, and the write fails
-//! (the entry is abandoned, the response goes on). The temporary file is created by the first
+//! short blocking task. While a batch is on its way to the disk, chunks wait in the buffer.
+//! Once the buffer holds half its bound, [`EntryWriter::poll_ready`] is pending until the
+//! batch is written: the cache then reads no more from the origin until the disk has caught
+//! up (backpressure, for as long as one batch takes). A caller that writes regardless and
+//! would take the buffer past its bound makes the write fail: the entry is abandoned, the
+//! response goes on. The temporary file is created by the first
 //! batch, so beginning an entry does no IO. Without a tokio runtime the batches are written
 //! inline.
 
 use std::fs::{self, File};
+use std::future::Future;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use cache_policy::ParsedResponse;
@@ -284,6 +290,42 @@ impl EntryWriter for FsWriter {
             ))));
         }
         Ok(())
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        loop {
+            if let Some(failed) = &self.failed {
+                return Poll::Ready(Err(StoreError::unavailable(failed.to_string())));
+            }
+            let Some(writing) = &mut self.writing else {
+                return Poll::Ready(Ok(()));
+            };
+            // Half the bound left: room for the next frame, whatever its size.
+            if self.pending_bytes < self.entry.inner.write_buffer_bytes / 2 {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(writing).poll(cx)) {
+                Ok(Ok(disk)) => {
+                    self.writing = None;
+                    self.disk = Some(disk);
+                    if let Err(error) = self.flush() {
+                        let error = self.fail(error);
+                        return Poll::Ready(Err(error));
+                    }
+                }
+                Ok(Err(error)) => {
+                    self.writing = None;
+                    let error = self.fail(error);
+                    return Poll::Ready(Err(error));
+                }
+                Err(_) => {
+                    self.writing = None;
+                    let error =
+                        self.fail(StoreError::unavailable("a file write task was cancelled"));
+                    return Poll::Ready(Err(error));
+                }
+            }
+        }
     }
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -1,0 +1,208 @@
+//! Resident memory stays flat while large bodies stream through the layer: a 1 GiB response
+//! teed into the filesystem store, and a response whose client stops reading. Real loopback
+//! origin, hyper-util's legacy client. One test binary of its own, so that no other test's
+//! allocations move the figures; the tests in it run one after the other.
+//!
+//! Peak figures are printed (`cargo test --test memory_bounds -- --nocapture`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_workspace::origin::{LegacyClient, Origin, OriginBody};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_http_cache::{default_key, CacheLayer, CacheService, FsStore, Store};
+
+/// One test at a time: they measure the whole process.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The resident set size of this process, in bytes (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples the resident set every 20 ms until dropped; keeps the highest.
+struct PeakSampler {
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakSampler {
+    fn start() -> Self {
+        let peak = Arc::new(AtomicU64::new(resident_bytes().unwrap_or(0)));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(now) = resident_bytes() {
+                    seen.fetch_max(now, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        PeakSampler { peak, task }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const CHUNK: usize = 64 << 10;
+
+/// A body of `total` bytes made on the fly, 64 KiB at a time (one shared chunk: the origin
+/// holds no copy of the whole).
+struct Generated {
+    chunk: Bytes,
+    left: u64,
+}
+
+impl http_body::Body for Generated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let len = self.left.min(CHUNK as u64) as usize;
+        self.left -= len as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.slice(..len)))))
+    }
+}
+
+fn generated(total: u64) -> OriginBody {
+    Generated {
+        chunk: Bytes::from(vec![b'x'; CHUNK]),
+        left: total,
+    }
+    .boxed()
+}
+
+async fn big_origin(total: u64) -> Origin {
+    Origin::start(move |_request| async move {
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .header("content-length", total)
+            .body(generated(total))
+            .expect("response")
+    })
+    .await
+}
+
+fn fs_cache(dir: &std::path::Path) -> (Arc<FsStore>, CacheService<LegacyClient>) {
+    let store = Arc::new(
+        FsStore::builder(dir)
+            .max_size_bytes(3 << 30)
+            .max_body_size(2 << 30)
+            .build()
+            .expect("fs store"),
+    );
+    let service = tower::ServiceBuilder::new()
+        .layer(CacheLayer::with_shared_store(store.clone()))
+        .service(cache_workspace::origin::client());
+    (store, service)
+}
+
+/// Issue 11 item 9 and issue 10: 1 GiB streams through the layer into the filesystem store
+/// with the resident set flat, and the entry is stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_body_streams_into_the_fs_store_with_flat_memory() {
+    let _serial = SERIAL.lock().await;
+    let total: u64 = 1 << 30;
+    let origin = big_origin(total).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, mut service) = fs_cache(dir.path());
+    let before = resident_bytes().expect("/proc/self/status");
+    let sampler = PeakSampler::start();
+
+    let request = Request::get(origin.url("/big"))
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        received += frame
+            .expect("frame")
+            .into_data()
+            .map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(received, total);
+    drop(body);
+    let peak = sampler.peak();
+    let growth = peak.saturating_sub(before);
+    println!(
+        "1 GiB through the layer into fs: resident {} MiB before, peak {} MiB (+{} MiB)",
+        before >> 20,
+        peak >> 20,
+        growth >> 20
+    );
+    // The commit runs as the body ends; then the entry is there, whole.
+    let key = default_key(&origin.url("/big").parse::<Uri>().expect("uri"));
+    let mut stored = 0;
+    for _ in 0..500 {
+        stored = store.get(&key).await.expect("get").len();
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stored, 1, "the 1 GiB entry was not stored");
+    assert!(
+        growth < 32 << 20,
+        "resident memory grew by {} MiB",
+        growth >> 20
+    );
+}
+
+/// Issue 11 item 9: a client that stops reading does not make the cache buffer the origin's
+/// body: the tee reads from the origin only as fast as the client reads from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_make_the_cache_buffer_the_body() {
+    let _serial = SERIAL.lock().await;
+    let total: u64 = 512 << 20;
+    let origin = big_origin(total).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_store, mut service) = fs_cache(dir.path());
+    let before = resident_bytes().expect("/proc/self/status");
+    let sampler = PeakSampler::start();
+
+    let request = Request::get(origin.url("/big"))
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a first frame").expect("frame");
+    assert!(first.is_data());
+    // The client stops reading; the origin could send 512 MiB in this time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = sampler.peak();
+    let growth = peak.saturating_sub(before);
+    println!(
+        "a stalled client of a 512 MiB response: resident {} MiB before, peak {} MiB (+{} MiB)",
+        before >> 20,
+        peak >> 20,
+        growth >> 20
+    );
+    assert!(
+        growth < 32 << 20,
+        "resident memory grew by {} MiB",
+        growth >> 20
+    );
+    drop(body);
+}
