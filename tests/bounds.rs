@@ -212,3 +212,111 @@ async fn background_refreshes_are_bounded() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(refreshes.load(Ordering::SeqCst), 2);
 }
+
+/// Coalescing: a leader whose client reads slowly holds its followers only
+/// `coalesce_streaming_wait` once its response is being stored; they then go to the origin
+/// themselves, while the leader's client is still reading.
+#[tokio::test]
+async fn a_slowly_read_leader_does_not_hold_its_followers() {
+    let origin = Origin::start(|_request| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .body(full(Bytes::from(vec![b'x'; 4 << 20])))
+            .expect("response")
+    })
+    .await;
+    let service = tower::ServiceBuilder::new()
+        .layer(
+            CacheLayer::new(MemoryStore::builder().max_capacity_bytes(64 << 20).build())
+                .coalesce(Some(Duration::from_secs(60)))
+                .coalesce_streaming_wait(Duration::from_millis(200)),
+        )
+        .service(origin::client());
+    let url = origin.url("/big");
+    let mut leader = service.clone();
+    let leader_request = Request::get(&url).body(Full::default()).unwrap();
+    let leader = leader
+        .ready()
+        .await
+        .unwrap()
+        .call(leader_request)
+        .await
+        .unwrap();
+    // The leader's client takes one frame, then stops reading.
+    let mut leader_body = leader.into_body();
+    let _ = http_body_util::BodyExt::frame(&mut leader_body).await;
+    let followers: Vec<_> = (0..5)
+        .map(|_| {
+            let mut service = service.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                send(
+                    &mut service,
+                    Request::get(&url).body(Full::default()).unwrap(),
+                )
+                .await
+            })
+        })
+        .collect();
+    for follower in followers {
+        let answer = tokio::time::timeout(Duration::from_secs(20), follower)
+            .await
+            .expect("a follower waited for the leader's slow client")
+            .expect("task");
+        assert_eq!(answer.body.len(), 4 << 20);
+    }
+    drop(leader_body);
+}
+
+/// Coalescing: when the leader fails, one follower tries again for the others, which then
+/// get its stored answer: two origin requests for ten clients, not a stampede of nine.
+#[tokio::test]
+async fn a_failed_leader_hands_over_to_one_new_leader_not_a_stampede() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let origin = Origin::start(move |_request| {
+        let call = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if call == 0 {
+                return Response::builder()
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .body(full("try again"))
+                    .expect("503");
+            }
+            Response::builder()
+                .header("cache-control", "max-age=600")
+                .body(full("page"))
+                .expect("200")
+        }
+    })
+    .await;
+    let service = tower::ServiceBuilder::new()
+        .layer(CacheLayer::new(MemoryStore::default()))
+        .service(origin::client());
+    let url = origin.url("/page");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let mut service = service.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                send(
+                    &mut service,
+                    Request::get(&url).body(Full::default()).unwrap(),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("task").status);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        9,
+        "{statuses:?}"
+    );
+}

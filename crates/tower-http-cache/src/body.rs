@@ -328,7 +328,13 @@ where
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Some(Err(error)) => {
-                        // An origin body error leaves no entry: dropping the writer aborts it.
+                        // An origin body error leaves no entry: dropping the writer aborts it,
+                        // and the coalesced requests try again behind one of them.
+                        if let Some(Teeing::Writing { finish, .. }) = teeing.as_deref() {
+                            if let Some(leader) = &finish.leader {
+                                leader.failed();
+                            }
+                        }
                         *teeing = None;
                         Poll::Ready(Some(Err(BodyError::Origin(error))))
                     }

@@ -2,11 +2,12 @@
 //! for its outcome instead of going there too.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// The keys with a request at the origin, with the outcome their followers wait on once a
 /// follower came (most misses have none, and then allocate nothing and wake nobody).
@@ -15,13 +16,30 @@ use tokio::sync::Notify;
 /// measurable part of a miss.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    keys: Mutex<HashMap<Arc<str>, Option<Arc<Outcome>>, foldhash::quality::RandomState>>,
+    keys: Mutex<HashMap<Arc<str>, Flight, foldhash::quality::RandomState>>,
+    /// How many keys have followers, so that a leader of a key without any (most misses)
+    /// need not take the lock to tell them it is streaming.
+    followed: AtomicUsize,
 }
 
-/// Whether the leader of a key is done, and the followers to wake when it is.
+/// One key at the origin: whether its leader streams its body into the store, and the outcome
+/// its followers wait on, once one came.
+#[derive(Debug, Default)]
+struct Flight {
+    streaming: bool,
+    outcome: Option<Arc<Outcome>>,
+}
+
+/// Whether the leader of a key is done (or streaming its body into the store), and the
+/// followers to wake when it is.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     done: AtomicBool,
+    /// The leader's response is being stored as its client reads it.
+    streaming: AtomicBool,
+    /// The leader failed (the origin could not be reached, answered 5xx, or its body broke
+    /// off): one follower should try again for the others.
+    failed: AtomicBool,
     notify: Notify,
 }
 
@@ -41,10 +59,52 @@ impl Drop for Leader {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key)
-            .flatten();
+            .and_then(|flight| flight.outcome);
         if let Some(outcome) = outcome {
+            self.in_flight.followed.fetch_sub(1, Ordering::AcqRel);
             outcome.done.store(true, Ordering::Release);
             outcome.notify.notify_waiters();
+        }
+    }
+}
+
+impl Leader {
+    /// Tells the followers that the response is being stored as the leader's client reads
+    /// it: they wait for it a while longer only (see [`wait`]), so that a client that reads
+    /// slowly does not hold them.
+    pub(crate) fn streaming(&self) {
+        let mut keys = self
+            .in_flight
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(flight) = keys.get_mut(&self.key) {
+            // Followers that come later start their shorter wait when they join.
+            flight.streaming = true;
+            if let Some(outcome) = &flight.outcome {
+                outcome.streaming.store(true, Ordering::Release);
+                outcome.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Tells the followers that this leader failed: when it is dropped, the first follower to
+    /// look again leads the next attempt and the others follow it (see [`wait`]).
+    pub(crate) fn failed(&self) {
+        if self.in_flight.followed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let keys = self
+            .in_flight
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(Flight {
+            outcome: Some(outcome),
+            ..
+        }) = keys.get(&self.key)
+        {
+            outcome.failed.store(true, Ordering::Release);
         }
     }
 }
@@ -58,12 +118,19 @@ impl InFlight {
     /// Becomes the leader for `key`, or a follower of the current leader.
     pub(crate) fn join(self: &Arc<Self>, key: &Arc<str>) -> Role {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(outcome) = keys.get_mut(key) {
+        if let Some(flight) = keys.get_mut(key) {
             // The first follower makes the outcome; the leader finds it when it is done.
-            let outcome = outcome.get_or_insert_with(Default::default);
+            let streaming = flight.streaming;
+            let outcome = flight.outcome.get_or_insert_with(|| {
+                self.followed.fetch_add(1, Ordering::AcqRel);
+                Arc::new(Outcome {
+                    streaming: AtomicBool::new(streaming),
+                    ..Outcome::default()
+                })
+            });
             return Role::Follower(outcome.clone());
         }
-        keys.insert(key.clone(), None);
+        keys.insert(key.clone(), Flight::default());
         Role::Leader(self.leader(key))
     }
 
@@ -74,7 +141,7 @@ impl InFlight {
         if keys.contains_key(key) {
             return None;
         }
-        keys.insert(key.clone(), None);
+        keys.insert(key.clone(), Flight::default());
         Some(self.leader(key))
     }
 
@@ -87,20 +154,35 @@ impl InFlight {
     }
 }
 
-/// Waits until the leader is done, or `timeout` passes. Either way the follower then looks in
-/// the store again and goes to the origin itself if nothing usable is there.
-pub(crate) async fn wait(outcome: Arc<Outcome>, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async {
+/// Waits until the leader is done, or `deadline` passes, or, once the leader streams its body
+/// into the store, `streaming_wait` after that. Either way the follower then looks in the
+/// store again. Returns whether the leader failed: then the follower leads or follows anew
+/// (until `deadline`) if nothing usable is there; otherwise it goes to the origin alone (the
+/// response was not one to share).
+pub(crate) async fn wait(
+    outcome: Arc<Outcome>,
+    deadline: Instant,
+    streaming_wait: Duration,
+) -> bool {
+    let mut deadline = deadline;
+    let mut saw_streaming = false;
+    loop {
         let notified = outcome.notify.notified();
         let mut notified = std::pin::pin!(notified);
-        // Registered before the flag is read, so that a leader finishing in between still
+        // Registered before the flags are read, so that a leader finishing in between still
         // wakes this follower.
         notified.as_mut().enable();
-        if !outcome.done.load(Ordering::Acquire) {
-            notified.await;
+        if outcome.done.load(Ordering::Acquire) {
+            return outcome.failed.load(Ordering::Acquire);
         }
-    })
-    .await;
+        if !saw_streaming && outcome.streaming.load(Ordering::Acquire) {
+            saw_streaming = true;
+            deadline = deadline.min(Instant::now() + streaming_wait);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return false;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,7 +203,11 @@ mod tests {
         };
         let followers: Vec<_> = (0..3)
             .map(|_| match in_flight.join(&key()) {
-                Role::Follower(outcome) => tokio::spawn(wait(outcome, Duration::from_secs(60))),
+                Role::Follower(outcome) => tokio::spawn(wait(
+                    outcome,
+                    Instant::now() + Duration::from_secs(60),
+                    Duration::from_secs(60),
+                )),
                 Role::Leader(_) => panic!("a second leader while the first is at the origin"),
             })
             .collect();
@@ -155,8 +241,41 @@ mod tests {
         };
         drop(leader);
         let start = tokio::time::Instant::now();
-        wait(outcome, Duration::from_secs(60)).await;
+        wait(
+            outcome,
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .await;
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// A leader that streams its body into the store holds its followers only
+    /// `streaming_wait` longer: a slow client of the leader does not hold them.
+    #[tokio::test(start_paused = true)]
+    async fn a_streaming_leader_holds_its_followers_only_a_while() {
+        let in_flight = Arc::new(InFlight::default());
+        let Role::Leader(leader) = in_flight.join(&key()) else {
+            panic!("the first request leads");
+        };
+        let Role::Follower(outcome) = in_flight.join(&key()) else {
+            panic!("the second request follows");
+        };
+        let start = Instant::now();
+        let follower = tokio::spawn(wait(
+            outcome,
+            start + Duration::from_secs(60),
+            Duration::from_secs(1),
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            !follower.is_finished(),
+            "waiting for the leader's response head"
+        );
+        leader.streaming();
+        follower.await.expect("follower");
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+        drop(leader);
     }
 
     /// A background refresh leads only when nothing is in flight for the key.

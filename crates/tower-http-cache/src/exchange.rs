@@ -118,7 +118,8 @@ struct Tee<ResB> {
 /// outcome, at most `timeout`.
 struct Following {
     outcome: Arc<coalesce::Outcome>,
-    timeout: Duration,
+    /// When the follower stops waiting for leaders and goes to the origin alone.
+    deadline: tokio::time::Instant,
 }
 
 /// The parts of the client's request kept while it is at the origin.
@@ -238,6 +239,8 @@ struct Keyed {
     explicit_key: bool,
     /// The key's invalidation generation before the store was read.
     generation: Generation,
+    /// Set once the request followed a leader: when it stops waiting for leaders.
+    follow_deadline: Option<tokio::time::Instant>,
 }
 
 impl Keyed {
@@ -371,6 +374,7 @@ where
         };
         let context = Keyed {
             generation: self.shared.invalidations.generation(&key),
+            follow_deadline: None,
             key,
             explicit_key: explicit_key.is_some(),
             mode,
@@ -554,24 +558,43 @@ where
         if matches!(context.mode, CacheMode::NoStore | CacheMode::Reload) {
             return Ok(None);
         }
+        let deadline = match context.follow_deadline {
+            // Followed long enough: lead if the key is free, else go alone.
+            Some(deadline) if tokio::time::Instant::now() >= deadline => {
+                return Ok(self.shared.in_flight.lead(&context.key));
+            }
+            Some(deadline) => deadline,
+            None => tokio::time::Instant::now() + timeout,
+        };
         match self.shared.in_flight.join(&context.key) {
             Role::Leader(leader) => Ok(Some(leader)),
-            Role::Follower(outcome) => Err(Following { outcome, timeout }),
+            Role::Follower(outcome) => Err(Following { outcome, deadline }),
         }
     }
 
     /// Waits for the request for the same key already at the origin, then looks in the store
-    /// again, and goes to the origin alone if nothing usable is there.
+    /// again. When the leader failed and nothing usable is there, the first follower to look
+    /// leads the next attempt and the others follow it, until their deadline: a failed leader
+    /// hands over to one new leader, not to a stampede. When the leader's response was not
+    /// one to store, each follower goes to the origin for its own.
     async fn follow(
         self,
         following: Following,
         forward: Box<Forward<ReqB>>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        coalesce::wait(following.outcome, following.timeout).await;
+        let handed_over = coalesce::wait(
+            following.outcome,
+            following.deadline,
+            self.shared.coalesce_streaming_wait,
+        )
+        .await;
         let Forward {
-            request, context, ..
+            request,
+            mut context,
+            ..
         } = *forward;
-        self.lookup(request, context, false).await
+        context.follow_deadline = Some(following.deadline);
+        self.lookup(request, context, handed_over).await
     }
 
     /// The status of a response served from the store, under `key` (moved in where the
@@ -687,7 +710,12 @@ where
             Some(limit) => {
                 match Box::pin(tokio::time::timeout(limit, self.call_origin(request))).await {
                     Ok(result) => result,
-                    Err(_elapsed) => return Ok(self.origin_timed_out(kept, request_time)),
+                    Err(_elapsed) => {
+                        if let Some(leader) = &kept.leader {
+                            leader.failed();
+                        }
+                        return Ok(self.origin_timed_out(kept, request_time));
+                    }
                 }
             }
         };
@@ -721,6 +749,13 @@ where
             request_time,
             response_time: self.now(),
         };
+        let failed = match &result {
+            Err(_) => true,
+            Ok(response) => response.status().is_server_error(),
+        };
+        if let (true, Some(leader)) = (failed, &kept.leader) {
+            leader.failed();
+        }
         let (invalidate, then) = match self.settle(&exchanged, &mut kept.leader, result) {
             Settled::Done(result) => return Answer::Now(result),
             Settled::Then { invalidate, then } => (invalidate, then),
@@ -811,6 +846,9 @@ where
         match begun {
             Ok(writer) => {
                 status.stored = true;
+                if let Some(leader) = &leader {
+                    leader.streaming();
+                }
                 let writer = self.limit(writer);
                 let finish = Finish {
                     store: self.shared.store.clone(),

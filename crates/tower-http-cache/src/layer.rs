@@ -56,6 +56,7 @@ pub(crate) struct Config {
     pub(crate) cache_status_header: bool,
     pub(crate) cache_name: String,
     pub(crate) coalesce: Option<Duration>,
+    pub(crate) coalesce_streaming_wait: Duration,
     pub(crate) background_revalidation: bool,
     pub(crate) max_background_refreshes: usize,
     pub(crate) origin_timeout: Option<Duration>,
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) cache_status_header: bool,
     pub(crate) cache_name: String,
     pub(crate) coalesce: Option<Duration>,
+    /// How long followers wait once the leader streams its body into the store.
+    pub(crate) coalesce_streaming_wait: Duration,
     pub(crate) in_flight: Arc<InFlight>,
     /// Keeps writes begun before an invalidation from bringing back what it removed.
     pub(crate) invalidations: Arc<Invalidations>,
@@ -107,6 +110,7 @@ impl Shared {
             cache_status_header: config.cache_status_header,
             cache_name: config.cache_name,
             coalesce: config.coalesce,
+            coalesce_streaming_wait: config.coalesce_streaming_wait,
             in_flight: Arc::default(),
             invalidations: Arc::default(),
             background_revalidation: config.background_revalidation,
@@ -141,6 +145,7 @@ impl CacheLayer {
                 cache_status_header: false,
                 cache_name: "tower-http-cache".to_owned(),
                 coalesce: Some(Duration::from_secs(10)),
+                coalesce_streaming_wait: Duration::from_secs(1),
                 background_revalidation: true,
                 max_background_refreshes: 64,
                 origin_timeout: None,
@@ -254,6 +259,15 @@ impl CacheLayer {
     /// `#[tokio::main]` does), or disable coalescing.
     pub fn coalesce(mut self, timeout: Option<Duration>) -> Self {
         self.config.coalesce = timeout;
+        self
+    }
+
+    /// How long coalesced requests still wait once the leader's response head has arrived and
+    /// its body is being stored as the leader's client reads it (default 1 s). A leader whose
+    /// client reads slowly then holds its followers that long at most; after it, they go to
+    /// the origin themselves.
+    pub fn coalesce_streaming_wait(mut self, wait: Duration) -> Self {
+        self.config.coalesce_streaming_wait = wait;
         self
     }
 
