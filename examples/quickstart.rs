@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --example quickstart            # filesystem store in a temporary directory
 //! cargo run --example quickstart -- --memory
+//! cargo run --example quickstart --features sqlite -- --store sqlite:/tmp/quickstart.db
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,7 +24,14 @@ const LATENCY: Duration = Duration::from_millis(250);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let use_memory = std::env::args().any(|arg| arg == "--memory");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let use_memory = args.iter().any(|arg| arg == "--memory");
+    // `--store URL`: any store URL (`sqlite:PATH`, `redis://...`; see `cache_store::open`).
+    let store_url = args
+        .iter()
+        .position(|arg| arg == "--store")
+        .and_then(|at| args.get(at + 1))
+        .cloned();
     let version = Arc::new(AtomicU32::new(1));
     let origin = start_origin(version.clone()).await;
     println!("origin listening on http://{}", origin.addr());
@@ -32,7 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "tower-http-cache-quickstart-{}",
         std::process::id()
     ));
-    let (store, store_name): (Arc<dyn Store>, String) = if use_memory {
+    let (store, store_name): (Arc<dyn Store>, String) = if let Some(url) = store_url {
+        (tower_http_cache::store::open(&url).await?, url)
+    } else if use_memory {
         let store = MemoryStore::builder().max_capacity_bytes(64 << 20).build();
         (Arc::new(store), "memory".into())
     } else {

@@ -78,9 +78,11 @@ async fn proxy_demo_hits_then_put_invalidates() {
     );
 }
 
-fn memory_proxy(upstream: std::net::SocketAddr) -> (Upstream, Arc<dyn tower_http_cache::Store>) {
+async fn memory_proxy(
+    upstream: std::net::SocketAddr,
+) -> (Upstream, Arc<dyn tower_http_cache::Store>) {
     let upstream = Upstream::parse(&format!("http://{upstream}")).expect("upstream URL");
-    let store = StoreChoice::Memory.open().expect("memory store");
+    let store = StoreChoice::Memory.open().await.expect("memory store");
     (upstream, store)
 }
 
@@ -112,7 +114,7 @@ async fn proxy_forwards_faithfully_and_strips_hop_by_hop_fields() {
             .expect("response")
     })
     .await;
-    let (upstream, store) = memory_proxy(origin.addr());
+    let (upstream, store) = memory_proxy(origin.addr()).await;
     let proxy = Proxy::start(([127, 0, 0, 1], 0).into(), upstream, store)
         .await
         .expect("proxy starts");
@@ -191,7 +193,7 @@ async fn proxy_caches_per_host_and_answers_head_from_get() {
             .expect("response")
     })
     .await;
-    let (upstream, store) = memory_proxy(origin.addr());
+    let (upstream, store) = memory_proxy(origin.addr()).await;
     let proxy = Proxy::start(([127, 0, 0, 1], 0).into(), upstream, store)
         .await
         .expect("proxy starts");
@@ -258,7 +260,7 @@ async fn proxy_with_a_filesystem_store_serves_hits() {
     let ProxyCommand::Serve(config) = choice else {
         panic!("not a serve command: {choice:?}");
     };
-    let store = config.store.open().expect("fs store opens");
+    let store = config.store.open().await.expect("fs store opens");
     let proxy = Proxy::start(config.listen, config.upstream, store)
         .await
         .expect("proxy starts");
@@ -293,7 +295,7 @@ async fn proxy_answers_502_when_the_upstream_is_down() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead = listener.local_addr().expect("address");
     drop(listener);
-    let (upstream, store) = memory_proxy(dead);
+    let (upstream, store) = memory_proxy(dead).await;
     let proxy = Proxy::start(([127, 0, 0, 1], 0).into(), upstream, store)
         .await
         .expect("proxy starts");

@@ -49,7 +49,7 @@ async fn echo_origin() -> Origin {
 
 async fn start(origin: &Origin, limits: Limits) -> Proxy {
     let upstream = Upstream::parse(&format!("http://{}", origin.addr())).expect("upstream");
-    let store = StoreChoice::Memory.open().expect("memory store");
+    let store = StoreChoice::Memory.open().await.expect("memory store");
     Proxy::start_with(([127, 0, 0, 1], 0).into(), upstream, store, limits)
         .await
         .expect("proxy starts")
@@ -165,7 +165,7 @@ async fn a_request_that_loops_back_through_the_proxy_gets_508() {
         .expect("a free port")
         .port();
     let upstream = Upstream::parse(&format!("http://127.0.0.1:{port}")).expect("upstream");
-    let store = StoreChoice::Memory.open().expect("store");
+    let store = StoreChoice::Memory.open().await.expect("store");
     let proxy = Proxy::start(([127, 0, 0, 1], port).into(), upstream, store)
         .await
         .expect("proxy starts");

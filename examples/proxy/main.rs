@@ -12,7 +12,9 @@
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free port, the bound
 //! address is printed), `--upstream URL` (`http://host[:port]`, required unless `--demo`),
-//! `--store memory|fs:PATH` (default `memory`), `--header-timeout SECS` (default 10),
+//! `--store memory|fs:PATH|sqlite:PATH|redis://HOST:PORT/DB|redis+cluster://H1:P1,...`
+//! (default `memory`; the shared stores need the example built with `--features sqlite` or
+//! `--features redis`), `--header-timeout SECS` (default 10),
 //! `--upstream-timeout SECS` (default 30), `--max-body BYTES` (default 16 MiB), `--demo`.
 //!
 //! What the proxy does with each request:
@@ -88,7 +90,7 @@ async fn main() {
 }
 
 const USAGE: &str = "usage: proxy [--listen ADDR] --upstream http://HOST[:PORT] \
-                     [--store memory|fs:PATH] [--header-timeout SECS] \
+                     [--store memory|fs:PATH|sqlite:PATH|redis://...] [--header-timeout SECS] \
                      [--upstream-timeout SECS] [--max-body BYTES]\n       proxy --demo";
 
 /// What the command line asks for.
@@ -122,22 +124,30 @@ pub(crate) enum StoreChoice {
     Memory,
     /// On disk, in this directory (survives restarts).
     Fs(std::path::PathBuf),
+    /// Any other store URL (`sqlite:PATH`, `redis://...`, `redis+cluster://...`), opened by
+    /// `cache_store::open`.
+    Url(String),
 }
 
 impl StoreChoice {
     fn parse(value: &str) -> Result<StoreChoice, String> {
-        match value {
-            "memory" => Ok(StoreChoice::Memory),
-            _ => match value.strip_prefix("fs:") {
-                Some(path) if !path.is_empty() => Ok(StoreChoice::Fs(path.into())),
-                _ => Err(format!(
-                    "--store must be `memory` or `fs:PATH`, not {value:?}"
-                )),
-            },
+        const SHARED: [&str; 4] = ["sqlite:", "redis://", "redis+cluster://", "s3://"];
+        if value == "memory" {
+            return Ok(StoreChoice::Memory);
+        }
+        match value.strip_prefix("fs:") {
+            Some(path) if !path.is_empty() => Ok(StoreChoice::Fs(path.into())),
+            _ if SHARED.iter().any(|prefix| value.starts_with(prefix)) => {
+                Ok(StoreChoice::Url(value.to_owned()))
+            }
+            _ => Err(format!(
+                "--store must be `memory`, `fs:PATH`, `sqlite:PATH`, `redis://HOST:PORT/DB` or \
+                 `redis+cluster://H1:P1,H2:P2`, not {value:?}"
+            )),
         }
     }
 
-    pub(crate) fn open(&self) -> Result<Arc<dyn Store>, BoxError> {
+    pub(crate) async fn open(&self) -> Result<Arc<dyn Store>, BoxError> {
         Ok(match self {
             // A long-running proxy reads every response through hyper: copies keep the
             // store's byte bound true (see `MemoryStoreBuilder::copy_bytes`).
@@ -150,6 +160,7 @@ impl StoreChoice {
             StoreChoice::Fs(path) => {
                 Arc::new(FsStore::builder(path).max_size_bytes(1 << 30).build()?)
             }
+            StoreChoice::Url(url) => tower_http_cache::store::open(url).await?,
         })
     }
 }
@@ -159,6 +170,7 @@ impl std::fmt::Display for StoreChoice {
         match self {
             StoreChoice::Memory => f.write_str("memory"),
             StoreChoice::Fs(path) => write!(f, "filesystem at {}", path.display()),
+            StoreChoice::Url(url) => f.write_str(url),
         }
     }
 }
@@ -235,7 +247,7 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
 
 /// Runs the proxy until Ctrl-C.
 async fn serve(config: Config) -> Result<(), BoxError> {
-    let store = config.store.open()?;
+    let store = config.store.open().await?;
     let proxy =
         Proxy::start_with(config.listen, config.upstream.clone(), store, config.limits).await?;
     println!(
@@ -355,7 +367,7 @@ pub(crate) async fn demo() -> Result<DemoReport, BoxError> {
     })
     .await;
     let upstream = Upstream::parse(&format!("http://{}", origin.addr()))?;
-    let store = StoreChoice::Memory.open()?;
+    let store = StoreChoice::Memory.open().await?;
     let proxy = Proxy::start(([127, 0, 0, 1], 0).into(), upstream, store).await?;
 
     let client = origin::client();

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A stored entry could not be decoded.
     #[error("stored entry is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A store URL names no store this build can open (see [`open`](crate::open)).
+    #[error("invalid store URL: {0}")]
+    InvalidUrl(String),
     /// The backend cannot be reached or refused the operation.
     #[error("storage backend unavailable: {0}")]
     Unavailable(Box<dyn StdError + Send + Sync>),

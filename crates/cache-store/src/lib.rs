@@ -33,6 +33,14 @@
 //! - [`FsStore`] (feature `fs`): one file per variant, written to a temporary file and renamed
 //!   into place (crash-safe, shareable between processes), checksummed, size-bounded, bodies
 //!   streamed from the open file. See [`fs`] for the layout.
+//! - `SqliteStore` (feature `sqlite`): one database file (or `:memory:`), WAL, bodies in
+//!   64 KiB chunks published in one transaction, size-bounded, shareable between processes.
+//! - `RedisStore` (features `redis`, `redis-cluster`): a Redis server or cluster shared by a
+//!   fleet; every key of an entry under one hash tag, chunks published by one script, expiry
+//!   by Redis TTL, reconnecting by itself.
+//!
+//! [`open`] opens any of them from a URL (`memory`, `fs:PATH`, `sqlite:PATH`,
+//! `redis://HOST:PORT/DB?prefix=P`, `redis+cluster://H1:P1,H2:P2?prefix=P`).
 //!
 //! Backends that serialize entries can use the versioned, checksummed [`codec`]. Every backend
 //! should pass the [`conformance`] suite (feature `conformance`).
@@ -43,6 +51,9 @@
 //! |---------|---------|------|
 //! | `memory` | yes | [`MemoryStore`] (`lru`, `coarsetime`) |
 //! | `fs` | no | [`FsStore`] (tokio's blocking pool; `xxhash-rust` for file names) |
+//! | `sqlite` | no | `SqliteStore` (rusqlite with a bundled SQLite; tokio's blocking pool) |
+//! | `redis` | no | `RedisStore` (redis-rs with tokio, a reconnecting connection manager) |
+//! | `redis-cluster` | no | Redis Cluster for `RedisStore` (redis-rs `cluster-async`) |
 //! | `conformance` | no | the backend test suite, [`conformance`] (tokio) |
 //!
 //! The default build pulls no async runtime.
@@ -61,6 +72,7 @@ mod error;
 pub mod fs;
 #[cfg(feature = "memory")]
 mod memory;
+mod open;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -80,6 +92,7 @@ pub use fs::{FsStore, FsStoreBuilder};
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use open::open;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisStore, RedisStoreBuilder};
