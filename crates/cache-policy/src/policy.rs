@@ -360,6 +360,14 @@ impl CachePolicy {
             if !method_allows(&stored.method, request.method) {
                 continue;
             }
+            // Storing never keeps these; a store that hands one over (damaged, or written by
+            // something else) must not have it served as a full response.
+            if stored.status == StatusCode::PARTIAL_CONTENT
+                || stored.status == StatusCode::NOT_MODIFIED
+                || stored.status.is_informational()
+            {
+                continue;
+            }
             any_method_match = true;
             // A parsed response without `Vary` matches every request: no lookup needed.
             let varies = candidate.parsed_response().is_none_or(|p| p.facts().vary);

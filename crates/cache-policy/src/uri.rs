@@ -150,7 +150,13 @@ pub(crate) fn resolve(base: &Uri, reference: &[u8]) -> Option<Uri> {
     } else if reference.is_empty() {
         return Some(base.clone());
     } else if let Some(query) = reference.strip_prefix('?') {
-        (base.path().to_owned(), Some(query))
+        // RFC 3986 §5.2.2: an empty-path reference keeps the base path as it is, dot segments
+        // included.
+        let path = match base.path() {
+            "" => "/",
+            path => path,
+        };
+        return format!("{scheme}://{authority}{path}?{query}").parse().ok();
     } else {
         let (path, query) = match reference.split_once('?') {
             Some((path, query)) => (path, Some(query)),
@@ -204,6 +210,17 @@ mod tests {
             let resolved = resolve(&base, reference.as_bytes()).unwrap();
             assert_eq!(resolved, expected, "{reference}");
         }
+    }
+
+    /// Found by the `location` fuzz target: a query-only reference keeps the base path as it
+    /// is (RFC 3986 §5.2.2), dot segments included.
+    #[test]
+    fn rfc3986_5_2_2_a_query_only_reference_keeps_the_base_path_unchanged() {
+        let base = Uri::from_static("http://a/../../g");
+        assert_eq!(resolve(&base, b"?").unwrap(), "http://a/../../g?");
+        assert_eq!(resolve(&base, b"?x=1").unwrap(), "http://a/../../g?x=1");
+        let bare = Uri::from_static("http://a");
+        assert_eq!(resolve(&bare, b"?y").unwrap(), "http://a/?y");
     }
 
     #[test]

@@ -313,3 +313,20 @@ fn rfc9112_3_3_a_server_behind_tls_keys_origin_form_requests_as_https() {
     let decision = policy.after_response(&post, &resp(204, &[]), at(0), at(0), NONE);
     assert_eq!(decision.invalidate, ["https://example.com/page"]);
 }
+
+#[test]
+fn rfc9111_3_4_a_stored_206_or_304_is_never_served_as_a_full_response() {
+    for status in [206, 304, 103] {
+        let mut stored = store(
+            &private(),
+            &get(&[]),
+            &resp(200, &[("cache-control", "max-age=60")]),
+        );
+        stored.status = http::StatusCode::from_u16(status).unwrap();
+        let lookup = private().lookup(&get(&[]), &[stored], at(1));
+        assert!(
+            matches!(lookup, cache_policy::Lookup::Forward(_)),
+            "{status}: {lookup:?}"
+        );
+    }
+}
