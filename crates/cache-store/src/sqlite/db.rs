@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::sql::{
     create_private_file, delete_entry, delete_expired, enforce_bound, ids_of, lock, next_tick,
-    now_ms, open_file, to_i64, total_size, OrUnavailable, SCHEMA, SCHEMA_VERSION,
+    now_ms, open_file, retire_entry, sweep_retired, to_i64, total_size, OrUnavailable, SCHEMA,
+    SCHEMA_VERSION,
 };
 use crate::StoreError;
 
@@ -275,9 +276,10 @@ impl Db {
     pub(super) fn publish(&self, done: Finished, max_size: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             self.apply_touches(tx)?;
+            sweep_retired(tx)?;
             let old = ids_of(tx, &done.key, Some(&done.variant))?;
             for id in old {
-                delete_entry(tx, id)?;
+                retire_entry(tx, id)?;
             }
             let tick = next_tick(tx)?;
             let size = (done.header.len() as u64).saturating_add(done.body_len);
@@ -394,7 +396,7 @@ impl Db {
     pub(super) fn remove(&self, key: &str, variant: Option<&[u8]>) -> Result<(), StoreError> {
         self.write(|tx| {
             for id in ids_of(tx, key, variant)? {
-                delete_entry(tx, id)?;
+                retire_entry(tx, id)?;
             }
             Ok(())
         })
@@ -405,12 +407,10 @@ impl Db {
         lock(&self.touched).clear();
         self.write(|tx| {
             tx.execute(
-                "DELETE FROM chunks WHERE entry_id IN (SELECT id FROM entries WHERE committed = 1)",
-                [],
+                "UPDATE entries SET committed = 2, started_ms = ?1 WHERE committed = 1",
+                [now_ms()],
             )
             .db()?;
-            tx.execute("DELETE FROM entries WHERE committed = 1", [])
-                .db()?;
             Ok(())
         })
     }
@@ -419,6 +419,7 @@ impl Db {
     pub(super) fn maintain(&self, max_size: u64) -> Result<(), StoreError> {
         self.write(|tx| {
             self.apply_touches(tx)?;
+            sweep_retired(tx)?;
             delete_expired(tx)?;
             enforce_bound(tx, max_size)
         })
@@ -440,6 +441,7 @@ impl Db {
                 [],
             )
             .db()?;
+            sweep_retired(tx)?;
             delete_expired(tx).map(drop)
         })
     }

@@ -39,9 +39,11 @@
 //! one transaction. A larger one is *staged*: a background job inserts an `entries` row with
 //! `committed = 0` and then its chunks under that row's id, each in a short transaction of its
 //! own; readers only select `committed = 1` rows and their chunks, so they never see it. The
-//! commit is one transaction (`BEGIN IMMEDIATE`) that deletes the older entry of the same key
-//! and variant with its chunks, stores the last chunk, flips the new row to `committed = 1`,
-//! and enforces the size bound. An entry therefore becomes visible complete and at once, to
+//! commit is one transaction (`BEGIN IMMEDIATE`) that retires the older entry of the same key
+//! and variant, stores the last chunk, flips the new row to `committed = 1`, and enforces the
+//! size bound. A retired entry (`committed = 2`: replaced, removed, expired or evicted) is gone
+//! from reads but keeps its chunks for 60 s, so that a body being streamed from it reads to its
+//! end; later commits and [`SqliteStore::maintain`] sweep it. An entry therefore becomes visible complete and at once, to
 //! this process and to every other process that opens the same file (SQLite's locking makes
 //! the transaction atomic across processes; file databases use the WAL journal, so readers
 //! never wait for the writer, with `synchronous = NORMAL`: a power loss may lose the last

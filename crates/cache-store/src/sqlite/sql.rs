@@ -124,6 +124,39 @@ pub(super) fn ids_of(
     ids.collect::<rusqlite::Result<Vec<i64>>>().db()
 }
 
+/// How long the chunks of a replaced, removed or evicted entry stay for readers that are still
+/// streaming them; they are swept after that.
+pub(super) const RETIRED_GRACE_MS: i64 = 60_000;
+
+/// Takes a published entry out of reads (`committed = 2`), keeping its chunks for readers
+/// already streaming it: a replacement never makes a body being read end in an error.
+pub(super) fn retire_entry(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE entries SET committed = 2, started_ms = ?2 WHERE id = ?1 AND committed = 1",
+        params![id, now_ms()],
+    )
+    .db()?;
+    Ok(())
+}
+
+/// Deletes the entries retired [`RETIRED_GRACE_MS`] ago or earlier, with their chunks.
+pub(super) fn sweep_retired(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let before = now_ms().saturating_sub(RETIRED_GRACE_MS);
+    tx.execute(
+        "DELETE FROM chunks WHERE entry_id IN
+             (SELECT id FROM entries WHERE committed = 2 AND started_ms <= ?1)",
+        [before],
+    )
+    .db()?;
+    tx.execute(
+        "DELETE FROM entries WHERE committed = 2 AND started_ms <= ?1",
+        [before],
+    )
+    .db()?;
+    Ok(())
+}
+
+/// Deletes an entry and its chunks at once (a damaged one: nobody can read it whole).
 pub(super) fn delete_entry(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
     tx.execute("DELETE FROM chunks WHERE entry_id = ?1", [id])
         .db()?;
@@ -155,7 +188,7 @@ pub(super) fn delete_expired(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     };
     let mut freed = 0u64;
     for (id, size) in expired {
-        delete_entry(tx, id)?;
+        retire_entry(tx, id)?;
         freed = freed.saturating_add(u64::try_from(size).unwrap_or(0));
     }
     Ok(freed)
@@ -188,7 +221,7 @@ pub(super) fn enforce_bound(tx: &Transaction<'_>, max_size: u64) -> Result<(), S
         }
     }
     for id in victims {
-        delete_entry(tx, id)?;
+        retire_entry(tx, id)?;
     }
     Ok(())
 }
