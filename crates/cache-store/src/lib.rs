@@ -60,6 +60,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "fs", feature = "sqlite"))]
+mod blocking;
 mod body;
 pub mod codec;
 #[cfg(feature = "conformance")]

@@ -87,6 +87,7 @@ use tokio::task::JoinHandle;
 
 mod writer;
 
+use crate::blocking::blocking;
 use crate::codec::{self, BodyChecksum, DecodeError, EntryMeta, PRELUDE_LEN, TRAILER_LEN};
 use crate::{
     BoxFuture, Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId,
@@ -359,21 +360,6 @@ fn variants_of(dir: &Path, key: &KeyHash, names: &[String]) -> Vec<PathBuf> {
         })
         .map(|name| dir.join(name))
         .collect()
-}
-
-/// Runs blocking disk work on tokio's blocking pool, or inline without a runtime.
-async fn blocking<T, F>(f: F) -> Result<T, StoreError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(f)
-            .await
-            .map_err(StoreError::unavailable)?,
-        Err(_) => f(),
-    }
 }
 
 fn ignore_not_found(result: io::Result<()>) -> io::Result<()> {

@@ -344,7 +344,7 @@ impl EntryWriter for FsWriter {
             };
             let chunks = std::mem::take(&mut self.pending);
             let entry = self.entry.clone();
-            super::blocking(move || {
+            crate::blocking::blocking(move || {
                 let written = disk.write(&entry, &chunks);
                 match written {
                     Ok(()) => disk.publish(&entry),

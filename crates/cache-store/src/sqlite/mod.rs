@@ -110,6 +110,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use cache_policy::ParsedResponse;
 
+use crate::blocking::blocking;
 use crate::codec::{self, BodyChecksum, EntryMeta};
 use crate::{
     BoxFuture, Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId,
@@ -296,21 +297,6 @@ impl fmt::Debug for SqliteStore {
             .field("max_size_bytes", &self.inner.max_size)
             .field("max_body_size", &self.inner.max_body_size)
             .finish_non_exhaustive()
-    }
-}
-
-/// Runs blocking database work on tokio's blocking pool, or inline without a runtime.
-async fn blocking<T, F>(f: F) -> Result<T, StoreError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(f)
-            .await
-            .map_err(StoreError::unavailable)?,
-        Err(_) => f(),
     }
 }
 
