@@ -722,6 +722,13 @@ fn a_writer_that_the_disk_cannot_keep_up_with_is_abandoned_within_its_bound() {
         );
         release.send(()).expect("release");
         stall.await.expect("stall");
+        // The batch queued behind the stall runs now and hands its file to the abandoned
+        // writer's clean-up, itself a blocking task: let both run (one blocking thread, in
+        // order) before looking for the file.
+        for _ in 0..3 {
+            tokio::task::spawn_blocking(|| ()).await.expect("marker");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         wait_for_temps(&store, 0).await;
         assert!(store.get("k").await.expect("get").is_empty());
     });

@@ -73,8 +73,12 @@ impl Disk {
     }
 
     /// Removes the temporary file, if there is one.
-    fn discard(self) {
-        if let Some((path, out)) = self.file {
+    fn discard(mut self) {
+        self.remove_file();
+    }
+
+    fn remove_file(&mut self) {
+        if let Some((path, out)) = self.file.take() {
             drop(out);
             let _ = fs::remove_file(path);
         }
@@ -120,6 +124,14 @@ impl Disk {
             let _ = fs::remove_file(&path);
         }
         result
+    }
+}
+
+impl Drop for Disk {
+    /// A safety net: a file neither published nor discarded (a batch that failed, a value
+    /// left in a channel) is removed when its `Disk` goes.
+    fn drop(&mut self) {
+        self.remove_file();
     }
 }
 
