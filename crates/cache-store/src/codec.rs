@@ -97,6 +97,11 @@ pub const TRAILER_LEN: usize = 4;
 /// Largest records section a reader accepts. It bounds how much a reader allocates for a
 /// damaged length field; real headers are far smaller.
 pub const MAX_RECORDS_LEN: usize = 16 << 20;
+/// Most header lines an entry holds, its response's and its `Vary` request headers'
+/// together. Real responses have a few dozen (hyper's client refuses more than 100 by
+/// default); the bound keeps the work of decoding one damaged or hostile entry small, and
+/// far below the 32 768 lines past which an `http::HeaderMap` refuses more.
+pub const MAX_HEADER_LINES: usize = 1024;
 
 const TAG_KEY: u16 = 1;
 const TAG_VARIANT: u16 = 2;
@@ -255,6 +260,12 @@ pub fn encode_header(meta: &EntryMeta) -> Result<Vec<u8>, StoreError> {
     rec.put(TAG_URI, &[uri.as_bytes()])?;
     rec.put(TAG_REQUEST_TIME, &[&encode_time(response.request_time)])?;
     rec.put(TAG_RESPONSE_TIME, &[&encode_time(response.response_time)])?;
+    let lines = response.headers.len() + response.vary_request_headers.len();
+    if lines > MAX_HEADER_LINES {
+        return Err(StoreError::TooManyHeaderLines {
+            limit: MAX_HEADER_LINES,
+        });
+    }
     for (tag, map) in [
         (TAG_RESPONSE_HEADER, &response.headers),
         (TAG_VARY_HEADER, &response.vary_request_headers),
@@ -450,7 +461,7 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
     Ok(())
 }
 
-const TOO_MANY_LINES: DecodeError = DecodeError::Invalid("more header lines than a map holds");
+const TOO_MANY_LINES: DecodeError = DecodeError::Invalid("more header lines than an entry holds");
 
 fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
     let mut key = None;
@@ -504,6 +515,12 @@ fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
             TAG_RESPONSE_TIME => once(&mut response_time, decode_time(value)?)?,
             // `HeaderMap::append` panics past its size limit (32 768 lines, fewer with many
             // distinct names): a stored entry, checksum or not, must not be able to do that.
+            // `MAX_HEADER_LINES` stops far sooner; `try_append` stays as the second guard.
+            TAG_RESPONSE_HEADER | TAG_VARY_HEADER
+                if headers.len() + vary_request_headers.len() >= MAX_HEADER_LINES =>
+            {
+                return Err(TOO_MANY_LINES);
+            }
             TAG_RESPONSE_HEADER => {
                 let (name, value) = decode_header_line(value)?;
                 headers
@@ -653,6 +670,47 @@ mod tests {
             seal(&mut bytes);
             assert_eq!(decode_header(&bytes), Err(TOO_MANY_LINES), "tag {tag}");
         }
+    }
+
+    /// An entry holds at most `MAX_HEADER_LINES` lines, counted over both maps: the writer
+    /// refuses more (the response goes uncached) and the reader rejects an entry with more.
+    #[test]
+    fn header_lines_are_bounded_on_write_and_on_read() {
+        let with_lines = |response_lines: usize, vary_lines: usize| {
+            let mut meta = meta();
+            meta.response.headers.clear();
+            meta.response.vary_request_headers.clear();
+            for i in 0..response_lines {
+                let name = HeaderName::try_from(format!("x-r{i}")).expect("name");
+                meta.response
+                    .headers
+                    .append(name, HeaderValue::from_static("1"));
+            }
+            for i in 0..vary_lines {
+                let name = HeaderName::try_from(format!("x-v{i}")).expect("name");
+                meta.response
+                    .vary_request_headers
+                    .append(name, HeaderValue::from_static("1"));
+            }
+            meta
+        };
+        let at_limit = with_lines(MAX_HEADER_LINES - 10, 10);
+        let bytes = encode_header(&at_limit).expect("at the limit encodes");
+        assert_eq!(decode_header(&bytes).map(|(m, _)| m), Ok(at_limit));
+        assert!(matches!(
+            encode_header(&with_lines(MAX_HEADER_LINES - 10, 11)),
+            Err(StoreError::TooManyHeaderLines {
+                limit: MAX_HEADER_LINES
+            })
+        ));
+
+        // A hand-made entry one line over the limit, with a valid checksum.
+        let mut bytes = encode_header(&with_lines(MAX_HEADER_LINES, 0)).expect("encode");
+        let mut line = 3u32.to_be_bytes().to_vec();
+        line.extend_from_slice(b"x-vv");
+        push_record(&mut bytes, TAG_VARY_HEADER, &line);
+        seal(&mut bytes);
+        assert_eq!(decode_header(&bytes).err(), Some(TOO_MANY_LINES));
     }
 
     #[test]

@@ -13,6 +13,15 @@ pub enum StoreError {
         /// The configured limit in bytes.
         limit: u64,
     },
+    /// The response has more header lines than an entry holds ([`MAX_HEADER_LINES`]); it is
+    /// passed through uncached.
+    ///
+    /// [`MAX_HEADER_LINES`]: crate::codec::MAX_HEADER_LINES
+    #[error("response has more than {limit} header lines, more than the store keeps")]
+    TooManyHeaderLines {
+        /// The limit in lines.
+        limit: usize,
+    },
     /// An I/O error from the disk or the network.
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
