@@ -3,11 +3,13 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, RedisFuture, ScriptInvocation, Value};
 
+use super::breaker::{self, Breaker};
 use crate::StoreError;
 
 /// A Redis failure: what the store was doing, and redis-rs's error (or a timeout).
@@ -197,21 +199,28 @@ impl Target {
     }
 }
 
-/// The connection every operation clones: a reconnecting [`ConnectionManager`], or a cluster
-/// connection (which follows the cluster's topology and reconnects to its nodes by itself).
+/// The connection every operation clones, and the breaker every clone shares.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(super) struct Conn {
+    link: Link,
+    breaker: Arc<Breaker>,
+}
+
+/// A reconnecting [`ConnectionManager`], or a cluster connection (which follows the
+/// cluster's topology and reconnects to its nodes by itself).
+#[derive(Clone)]
+enum Link {
     Single(ConnectionManager),
     #[cfg(feature = "redis-cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
-impl ConnectionLike for Conn {
+impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Link::Single(c) => c.req_packed_command(cmd),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -222,38 +231,46 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Single(c) => c.req_packed_commands(cmd, offset, count),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Link::Single(c) => c.get_db(),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }
 
-/// Awaits `fut` for at most `timeout`; a Redis error or the timeout is
-/// [`StoreError::Unavailable`] naming `what`.
-pub(super) async fn within<T>(
-    timeout: Duration,
-    what: &str,
-    fut: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(failure(format!("Redis {what} failed"), e)),
-        Err(_) => Err(message(format!(
-            "Redis did not answer {what} within {timeout:?} (server down or overloaded)"
-        ))),
-    }
-}
-
 impl Conn {
+    /// Awaits `fut`, an operation on the server, for at most `timeout`, if the breaker lets
+    /// it go at all; a Redis error or the timeout is [`StoreError::Unavailable`] naming
+    /// `what`.
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        self.breaker.admit()?;
+        let result = tokio::time::timeout(timeout, fut).await;
+        self.breaker.record(
+            matches!(&result, Ok(Ok(_)))
+                || matches!(&result, Ok(Err(e)) if !breaker::unreachable(e)),
+        );
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(failure(format!("Redis {what} failed"), e)),
+            Err(_) => Err(message(format!(
+                "Redis did not answer {what} within {timeout:?} (server down or overloaded)"
+            ))),
+        }
+    }
+
     /// Connects to `target`: fails within about `timeout` when no server answers.
     pub(super) async fn connect(target: &Target, timeout: Duration) -> Result<Conn, StoreError> {
         let unreachable = |e: Option<redis::RedisError>| {
@@ -278,39 +295,42 @@ impl Conn {
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
                 let manager = ConnectionManager::new_with_config(client, config).await?;
-                Ok(Conn::Single(manager))
+                Ok(Link::Single(manager))
             }
         };
         // Generous: a connection attempt plus its retries.
-        let conn = match tokio::time::timeout(timeout * 3, connecting).await {
-            Ok(Ok(conn)) => conn,
+        let link = match tokio::time::timeout(timeout * 3, connecting).await {
+            Ok(Ok(link)) => link,
             Ok(Err(e)) => return Err(unreachable(Some(e))),
             Err(_) => return Err(unreachable(None)),
         };
         // A server that accepts connections but does not answer is no server either.
-        let mut probe = conn.clone();
+        let mut probe = link.clone();
         let pong: redis::RedisResult<String> =
             match tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut probe)).await {
                 Ok(result) => result,
                 Err(_) => return Err(unreachable(None)),
             };
         pong.map_err(|e| unreachable(Some(e)))?;
-        Ok(conn)
+        Ok(Conn {
+            link,
+            breaker: Arc::new(Breaker::new()),
+        })
     }
 
     #[cfg(feature = "redis-cluster")]
-    async fn connect_cluster(target: &Target, timeout: Duration) -> redis::RedisResult<Conn> {
+    async fn connect_cluster(target: &Target, timeout: Duration) -> redis::RedisResult<Link> {
         let client = redis::cluster::ClusterClient::builder(target.nodes.clone())
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(2)
             .max_retry_wait(500)
             .build()?;
-        Ok(Conn::Cluster(client.get_async_connection().await?))
+        Ok(Link::Cluster(client.get_async_connection().await?))
     }
 
     #[cfg(not(feature = "redis-cluster"))]
-    async fn connect_cluster(_: &Target, _: Duration) -> redis::RedisResult<Conn> {
+    async fn connect_cluster(_: &Target, _: Duration) -> redis::RedisResult<Link> {
         Err((
             redis::ErrorKind::InvalidClientConfig,
             "cluster URLs need the `redis-cluster` feature",
@@ -325,8 +345,8 @@ impl Conn {
         what: &str,
         cmd: &Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.clone();
-        within(timeout, what, cmd.query_async(&mut conn)).await
+        let mut link = self.link.clone();
+        self.within(timeout, what, cmd.query_async(&mut link)).await
     }
 
     /// Runs a script (EVALSHA, loading it on a server that does not have it yet).
@@ -336,8 +356,9 @@ impl Conn {
         what: &str,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.clone();
-        within(timeout, what, invocation.invoke_async(&mut conn)).await
+        let mut link = self.link.clone();
+        self.within(timeout, what, invocation.invoke_async(&mut link))
+            .await
     }
 
     /// Every key matching `pattern`, on the server or on every master of the cluster, handed
@@ -361,8 +382,8 @@ impl Conn {
                 .arg(1000);
             cmd
         };
-        match self {
-            Conn::Single(_) => {
+        match &self.link {
+            Link::Single(_) => {
                 let mut cursor = 0;
                 loop {
                     let (next, keys): (u64, Vec<Vec<u8>>) =
@@ -377,7 +398,7 @@ impl Conn {
                 }
             }
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(cluster) => {
+            Link::Cluster(cluster) => {
                 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
                 for (host, port) in self.masters(timeout).await? {
                     let mut cursor = 0;
@@ -387,9 +408,9 @@ impl Conn {
                             port,
                         });
                         let mut conn = cluster.clone();
-                        let value =
-                            within(timeout, "SCAN", conn.route_command(scan(cursor), route))
-                                .await?;
+                        let value = self
+                            .within(timeout, "SCAN", conn.route_command(scan(cursor), route))
+                            .await?;
                         let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(value)
                             .map_err(|e| failure("Redis SCAN answered oddly", e.into()))?;
                         if !keys.is_empty() {

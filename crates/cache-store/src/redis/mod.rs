@@ -132,6 +132,7 @@ use crate::codec::{self, EntryMeta};
 use crate::{BoxFuture, Entries, EntryWriter, Store, StoreError, VariantId, WriteOptions};
 
 mod body;
+mod breaker;
 mod conn;
 mod layout;
 mod ops;
