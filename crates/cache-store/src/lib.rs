@@ -63,6 +63,8 @@
 #[cfg(any(feature = "fs", feature = "sqlite"))]
 mod blocking;
 mod body;
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+mod chunk_queue;
 pub mod codec;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]

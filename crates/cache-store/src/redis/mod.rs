@@ -93,16 +93,16 @@
 //! [`EntryWriter::write`] never blocks and never keeps a large body in memory. It copies the
 //! body into a buffer of one chunk; each full chunk goes to the background task through a
 //! bounded queue of [`write_queue_chunks`](RedisStoreBuilder::write_queue_chunks) chunks
-//! (default 8). A writer thus holds at most `(write_queue_chunks + 2) × chunk_size` body bytes:
-//! the chunk being filled, the queue, and the chunk being sent (640 KiB by default). When the
-//! queue is full (Redis falls behind the origin) the write fails with
-//! [`StoreError::Unavailable`]: the cache stops storing that response while the client's
-//! response goes on, and what was staged is deleted.
+//! (default 8), beside which as many more may wait (one write can bring several chunks). A
+//! writer thus holds at most `(2 × write_queue_chunks + 2) × chunk_size` body bytes: the chunk
+//! being filled, the queue and its overflow, and the chunk being sent (1.1 MiB by default).
 //!
-//! A caller that tees a body polls [`EntryWriter::poll_ready`] before reading on: it is
-//! pending while fewer than half of the queue's slots are free, so Redis falling behind slows
-//! the origin instead of abandoning the entry; a stalled server still fails the entry, once
-//! the task's round trip times out.
+//! [`EntryWriter::poll_ready`] is pending while chunks wait in the overflow, so a caller that
+//! waits for it between writes (the cache's tee does) is slowed to Redis's pace instead of
+//! losing the entry; a stalled server still fails the entry, once the task's round trip times
+//! out. A caller that does not wait fails with [`StoreError::Unavailable`] once the overflow is
+//! full too; the cache then stops storing that response while the client's response goes on,
+//! and what was staged is deleted.
 //!
 //! # Size bound
 //!

@@ -3,22 +3,19 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::layout::{self, ttl_ms};
 use super::{scripts, Inner};
+use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender, Refused};
 use crate::codec::{self, BodyChecksum, EntryMeta};
 use crate::{BoxFuture, EntryWriter, StoreError};
 
 /// Why the background task stopped early, for the writer's next call.
 type Failure = Arc<Mutex<Option<String>>>;
-
-/// The waker of a writer waiting in `poll_ready` for room in its queue.
-type Waiting = Arc<Mutex<Option<Waker>>>;
 
 enum State {
     Open,
@@ -40,23 +37,16 @@ pub(super) struct RedisWriter {
     len: u64,
     /// Chunks handed to the background task so far.
     staged: u32,
-    queue: Option<mpsc::Sender<Bytes>>,
+    queue: Option<ChunkSender<Bytes>>,
     job: Option<JoinHandle<Result<(), StoreError>>>,
     /// Set before the commit closes the queue, so that the task keeps what it staged.
     committing: Arc<AtomicBool>,
     failure: Failure,
-    waiting: Waiting,
     state: State,
 }
 
 fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn wake(waiting: &Waiting) {
-    if let Some(waker) = lock(waiting).take() {
-        waker.wake();
-    }
 }
 
 impl RedisWriter {
@@ -74,7 +64,6 @@ impl RedisWriter {
             job: None,
             committing: Arc::default(),
             failure: Arc::default(),
-            waiting: Arc::default(),
             state: State::Open,
         }
     }
@@ -99,23 +88,23 @@ impl RedisWriter {
         if self.queue.is_none() {
             self.start_job();
         }
-        let Some(queue) = &self.queue else {
+        let Some(queue) = &mut self.queue else {
             return Err(self.fail("the Redis background writer is gone".into()));
         };
-        match queue.try_send(chunk) {
+        match queue.send(chunk) {
             Ok(()) => {
                 self.staged += 1;
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let depth = self.inner.queue_chunks;
-                let kib = depth * self.inner.chunk_size / 1024;
+            Err(Refused::Behind) => {
+                let waiting = 2 * self.inner.queue_chunks;
+                let kib = waiting * self.inner.chunk_size / 1024;
                 Err(self.fail(format!(
-                    "Redis fell behind: {depth} chunks ({kib} KiB) of this body are already \
+                    "Redis fell behind: {waiting} chunks ({kib} KiB) of this body are already \
                      waiting to be written; not storing it"
                 )))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 let why = self.job_failure();
                 Err(self.fail(why))
             }
@@ -123,7 +112,7 @@ impl RedisWriter {
     }
 
     fn start_job(&mut self) {
-        let (tx, rx) = mpsc::channel(self.inner.queue_chunks.max(1));
+        let (tx, rx) = chunk_queue(self.inner.queue_chunks);
         let job = Job {
             inner: self.inner.clone(),
             base: format!(
@@ -133,7 +122,6 @@ impl RedisWriter {
             ),
             committing: self.committing.clone(),
             failure: self.failure.clone(),
-            waiting: self.waiting.clone(),
         };
         self.job = Some(self.runtime.spawn(job.run(rx)));
         self.queue = Some(tx);
@@ -182,31 +170,24 @@ impl EntryWriter for RedisWriter {
         Ok(())
     }
 
-    /// Pending while fewer than half of the queue's slots are free (so that the next write,
-    /// of up to that many chunks, cannot overflow it); an error once the entry was abandoned.
-    /// A stalled server does not keep it pending for ever: the task's round trip times out
-    /// and the entry fails.
+    /// Pending while chunks of earlier writes wait beside the full queue (see
+    /// [`chunk_queue`](crate::chunk_queue)); an error once the entry was abandoned. A stalled
+    /// server does not keep it pending for ever: the task's round trip times out and the
+    /// entry fails.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
         if let Some(error) = self.refused() {
             return Poll::Ready(Err(error));
         }
-        let want = (self.inner.queue_chunks / 2).max(1);
-        let Some(queue) = &self.queue else {
+        let Some(queue) = &mut self.queue else {
             return Poll::Ready(Ok(()));
         };
-        if queue.capacity() >= want {
-            return Poll::Ready(Ok(()));
+        match ready!(queue.poll_ready(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(_) => {
+                let why = self.job_failure();
+                Poll::Ready(Err(self.fail(why)))
+            }
         }
-        *lock(&self.waiting) = Some(cx.waker().clone());
-        // The task may have taken a chunk, or stopped, since the first look.
-        if queue.is_closed() {
-            let why = self.job_failure();
-            return Poll::Ready(Err(self.fail(why)));
-        }
-        if queue.capacity() >= want {
-            return Poll::Ready(Ok(()));
-        }
-        Poll::Pending
     }
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -219,6 +200,11 @@ impl EntryWriter for RedisWriter {
             let crc = self.crc.clone().trailer();
             let tail = self.buf.split().freeze();
             // Wait for the staged chunks: the task ends once the closed queue is drained.
+            if let Some(queue) = &mut self.queue {
+                if queue.flush().await.is_err() {
+                    return Err(StoreError::unavailable(self.job_failure()));
+                }
+            }
             self.committing.store(true, Ordering::SeqCst);
             self.queue = None;
             if let Some(job) = self.job.take() {
@@ -281,19 +267,16 @@ struct Job {
     base: String,
     committing: Arc<AtomicBool>,
     failure: Failure,
-    waiting: Waiting,
 }
 
 impl Job {
-    async fn run(self, mut rx: mpsc::Receiver<Bytes>) -> Result<(), StoreError> {
+    async fn run(self, mut rx: ChunkReceiver<Bytes>) -> Result<(), StoreError> {
         let staging = ttl_ms(self.inner.staging_ttl, std::time::Duration::ZERO);
         let mut n: u32 = 0;
         let result = loop {
             let Some(chunk) = rx.recv().await else {
                 break Ok(());
             };
-            // A slot is free again.
-            wake(&self.waiting);
             let key = format!("{}{n}", self.base);
             let set = self
                 .inner
@@ -316,7 +299,6 @@ impl Job {
         if let Err(e) = &result {
             *lock(&self.failure) = Some(format!("the Redis background write failed: {e}"));
             rx.close();
-            wake(&self.waiting);
         }
         if result.is_err() || !self.committing.load(Ordering::SeqCst) {
             // Best effort: what is not deleted expires with the staging TTL.

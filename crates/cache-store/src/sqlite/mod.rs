@@ -86,18 +86,23 @@
 //!
 //! [`EntryWriter::write`] never blocks and never keeps a whole large body in memory. It copies
 //! the body into a buffer of one 64 KiB chunk; each full chunk goes to the writer's background
-//! job through a bounded queue of [`SqliteStoreBuilder::write_queue_chunks`] chunks (default 8).
-//! A writer thus holds at most `(write_queue_chunks + 2) × 64 KiB` of body bytes: the chunk
-//! being filled, the queue, and the chunk being inserted (640 KiB by default). When the queue
-//! is full (the database falls behind the origin) the write fails with
-//! [`StoreError::Unavailable`]: the cache stops storing that response while the client's
+//! job through a bounded queue of [`SqliteStoreBuilder::write_queue_chunks`] chunks (default 8),
+//! beside which as many more may wait (one write can bring several chunks). A writer thus holds
+//! at most `(2 × write_queue_chunks + 2) × 64 KiB` of body bytes: the chunk being filled, the
+//! queue and its overflow, and the chunk being inserted (1.1 MiB by default).
+//!
+//! [`EntryWriter::poll_ready`] is pending while chunks wait in the overflow, so a caller that
+//! waits for it between writes (the cache's tee does) is slowed to the database's pace instead
+//! of losing the entry. A caller that does not wait fails with [`StoreError::Unavailable`] once
+//! the overflow is full too; the cache then stops storing that response while the client's
 //! response goes on, and what was staged is deleted.
 //!
 //! # Runtime
 //!
 //! Every SQLite call runs on tokio's blocking pool when a tokio runtime is present (inline
-//! otherwise); the background job of a large write occupies one blocking thread (or a thread
-//! of its own without a runtime) until its commit. Within a process all writes go through one
+//! otherwise). The background job of a large write is a task that takes a blocking thread
+//! only for each insert, never while it waits for the next chunk (without a runtime it runs on
+//! a thread of its own). Within a process all writes go through one
 //! connection, one at a time; reads of a file database use a small pool of connections of
 //! their own. A `:memory:` database lives in one connection shared by everything (each
 //! connection to `:memory:` would be a database of its own), and ends with the store.

@@ -2,13 +2,15 @@
 //! job through a bounded queue.
 
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::db::Finished;
 use super::sql::{self, lock};
 use super::{blocking, Inner, CHUNK};
+use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender, Refused};
 use crate::codec::{self, BodyChecksum, EntryMeta};
 use crate::{BoxFuture, EntryWriter, StoreError};
 
@@ -40,7 +42,7 @@ pub(super) struct SqliteWriter {
     /// The sequence number of the next chunk handed out.
     seq: i64,
     /// The background job, started with the first full chunk.
-    queue: Option<mpsc::Sender<Msg>>,
+    queue: Option<ChunkSender<Msg>>,
     failure: Failure,
     state: State,
 }
@@ -77,20 +79,20 @@ impl SqliteWriter {
         if self.queue.is_none() {
             self.queue = Some(self.start_job()?);
         }
-        let Some(queue) = &self.queue else {
+        let Some(queue) = &mut self.queue else {
             return Err(self.fail("the SQLite background writer is gone".into()));
         };
-        match queue.try_send(Msg::Chunk(seq, chunk)) {
+        match queue.send(Msg::Chunk(seq, chunk)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let depth = self.inner.queue_chunks;
+            Err(Refused::Behind) => {
+                let waiting = 2 * self.inner.queue_chunks;
                 Err(self.fail(format!(
-                    "the SQLite database fell behind: {depth} chunks ({} KiB) of this body are \
-                     already waiting to be written; not storing it",
-                    depth * CHUNK / 1024
+                    "the SQLite database fell behind: {waiting} chunks ({} KiB) of this body \
+                     are already waiting to be written; not storing it",
+                    waiting * CHUNK / 1024
                 )))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 let why = self.job_failure();
                 Err(self.fail(why))
             }
@@ -103,8 +105,10 @@ impl SqliteWriter {
             .unwrap_or_else(|| "the SQLite background writer stopped".into())
     }
 
-    fn start_job(&self) -> Result<mpsc::Sender<Msg>, StoreError> {
-        let (tx, rx) = mpsc::channel(self.inner.queue_chunks.max(1));
+    /// Starts the job as a task whose database calls go to the blocking pool, so that no
+    /// thread waits for the origin; without a runtime, on a thread of its own.
+    fn start_job(&self) -> Result<ChunkSender<Msg>, StoreError> {
+        let (tx, rx) = chunk_queue(self.inner.queue_chunks);
         let job = Job {
             inner: self.inner.clone(),
             key: self.meta.key.clone(),
@@ -114,27 +118,34 @@ impl SqliteWriter {
             failure: self.failure.clone(),
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(move || job.run(rx))),
+            Ok(handle) => drop(handle.spawn(job.run(rx))),
             Err(_) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().build()?;
                 std::thread::Builder::new()
                     .name("cache-store-sqlite-writer".into())
-                    .spawn(move || job.run(rx))?;
+                    .spawn(move || runtime.block_on(job.run(rx)))?;
             }
         }
         Ok(tx)
     }
 }
 
+impl SqliteWriter {
+    fn refused(&self) -> Option<StoreError> {
+        match &self.state {
+            State::Open => None,
+            State::TooLarge => Some(StoreError::TooLarge {
+                limit: self.inner.max_body_size,
+            }),
+            State::Failed(why) => Some(StoreError::unavailable(why.clone())),
+        }
+    }
+}
+
 impl EntryWriter for SqliteWriter {
     fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
-        match &self.state {
-            State::Open => {}
-            State::TooLarge => {
-                return Err(StoreError::TooLarge {
-                    limit: self.inner.max_body_size,
-                })
-            }
-            State::Failed(why) => return Err(StoreError::unavailable(why.clone())),
+        if let Some(error) = self.refused() {
+            return Err(error);
         }
         let limit = self.inner.max_body_size;
         self.len = self.len.saturating_add(chunk.len() as u64);
@@ -162,16 +173,28 @@ impl EntryWriter for SqliteWriter {
         Ok(())
     }
 
+    /// Pending while chunks of earlier writes wait beside the full queue (see
+    /// [`chunk_queue`](crate::chunk_queue)); an error once the entry was abandoned.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        if let Some(error) = self.refused() {
+            return Poll::Ready(Err(error));
+        }
+        let Some(queue) = &mut self.queue else {
+            return Poll::Ready(Ok(()));
+        };
+        match ready!(queue.poll_ready(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(_) => {
+                let why = self.job_failure();
+                Poll::Ready(Err(self.fail(why)))
+            }
+        }
+    }
+
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
         Box::pin(async move {
-            match &self.state {
-                State::Open => {}
-                State::TooLarge => {
-                    return Err(StoreError::TooLarge {
-                        limit: self.inner.max_body_size,
-                    })
-                }
-                State::Failed(why) => return Err(StoreError::unavailable(why.clone())),
+            if let Some(error) = self.refused() {
+                return Err(error);
             }
             self.meta.body_len = self.len;
             let finished = Box::new(Finished {
@@ -190,9 +213,9 @@ impl EntryWriter for SqliteWriter {
                     let inner = self.inner.clone();
                     blocking(move || inner.db.publish(*finished, inner.max_size)).await
                 }
-                Some(queue) => {
+                Some(mut queue) => {
                     let (reply, done) = oneshot::channel();
-                    if queue.send(Msg::Commit(finished, reply)).await.is_err() {
+                    if queue.send_last(Msg::Commit(finished, reply)).await.is_err() {
                         return Err(StoreError::unavailable(self.job_failure()));
                     }
                     match done.await {
@@ -217,26 +240,32 @@ struct Job {
 }
 
 impl Job {
-    fn run(self, mut rx: mpsc::Receiver<Msg>) {
+    async fn run(self, mut rx: ChunkReceiver<Msg>) {
         let mut staged: Option<i64> = None;
-        let db = &self.inner.db;
         let result = loop {
-            match rx.blocking_recv() {
+            match rx.recv().await {
                 Some(Msg::Chunk(seq, data)) => {
                     let id = match staged {
                         Some(id) => id,
-                        None => match db.stage(&self.key, &self.variant, &self.header) {
-                            Ok(id) => *staged.insert(id),
-                            Err(e) => break Err(e),
-                        },
+                        None => {
+                            let (inner, key) = (self.inner.clone(), self.key.clone());
+                            let (variant, header) = (self.variant.clone(), self.header.clone());
+                            match blocking(move || inner.db.stage(&key, &variant, &header)).await {
+                                Ok(id) => *staged.insert(id),
+                                Err(e) => break Err(e),
+                            }
+                        }
                     };
-                    if let Err(e) = db.insert_chunk(id, seq, &data) {
+                    let inner = self.inner.clone();
+                    if let Err(e) = blocking(move || inner.db.insert_chunk(id, seq, &data)).await {
                         break Err(e);
                     }
                 }
                 Some(Msg::Commit(mut finished, reply)) => {
                     finished.staged = staged;
-                    let result = db.publish(*finished, self.inner.max_size);
+                    let inner = self.inner.clone();
+                    let result =
+                        blocking(move || inner.db.publish(*finished, inner.max_size)).await;
                     if result.is_ok() {
                         staged = None;
                     }
@@ -251,7 +280,7 @@ impl Job {
             *lock(&self.failure) = Some(format!("the SQLite background write failed: {error}"));
             rx.close();
             // Answer a commit that was already queued.
-            while let Some(msg) = rx.blocking_recv() {
+            while let Some(msg) = rx.recv().await {
                 if let Msg::Commit(_, reply) = msg {
                     let why = format!("the SQLite background write failed: {error}");
                     let _ = reply.send(Err(StoreError::unavailable(why)));
@@ -260,7 +289,8 @@ impl Job {
         }
         if let Some(id) = staged {
             // A failed delete leaves a staged row that the next open sweeps once stale.
-            let _ = db.discard(id);
+            let inner = self.inner.clone();
+            let _ = blocking(move || inner.db.discard(id)).await;
         }
     }
 }

@@ -1,0 +1,204 @@
+//! The bounded queue between a streaming [`EntryWriter`](crate::EntryWriter) and the
+//! background job that stores its chunks (SQLite, Redis).
+//!
+//! `write` must not wait, and one write may bring several chunks (hyper hands out frames of up
+//! to about 400 KiB). So a chunk that finds the queue full waits in a small overflow beside it,
+//! and `poll_ready` stays pending until the overflow has moved into the queue: a writer that
+//! waits for readiness between writes, as the cache's tee does, is slowed to the job's pace
+//! and never fails for being ahead. One that does not wait fails once the overflow is full
+//! too. Either way a writer holds at most `2 × depth` chunks.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::mpsc;
+
+/// The waker of a writer waiting in `poll_ready` for the job to take a chunk.
+type Waiting = Arc<Mutex<Option<Waker>>>;
+
+fn wake(waiting: &Waiting) {
+    let waker = waiting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// A queue of `depth` items and an overflow of as many.
+pub(crate) fn chunk_queue<T>(depth: usize) -> (ChunkSender<T>, ChunkReceiver<T>) {
+    let depth = depth.max(1);
+    let (tx, rx) = mpsc::channel(depth);
+    let waiting = Waiting::default();
+    let sender = ChunkSender {
+        tx,
+        overflow: VecDeque::new(),
+        depth,
+        waiting: waiting.clone(),
+    };
+    (sender, ChunkReceiver { rx, waiting })
+}
+
+/// Why [`ChunkSender::send`] refused an item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue and the overflow are full: the job fell behind a writer that did not wait.
+    Behind,
+    /// The job stopped.
+    Closed,
+}
+
+/// The writer's end.
+pub(crate) struct ChunkSender<T> {
+    tx: mpsc::Sender<T>,
+    overflow: VecDeque<T>,
+    depth: usize,
+    waiting: Waiting,
+}
+
+impl<T> ChunkSender<T> {
+    /// Queues `item` without waiting.
+    pub(crate) fn send(&mut self, item: T) -> Result<(), Refused> {
+        if self.overflow.is_empty() {
+            match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refused::Closed),
+                Err(mpsc::error::TrySendError::Full(item)) => self.overflow.push_back(item),
+            }
+            return Ok(());
+        }
+        if self.tx.is_closed() {
+            return Err(Refused::Closed);
+        }
+        if self.overflow.len() >= self.depth {
+            return Err(Refused::Behind);
+        }
+        self.overflow.push_back(item);
+        Ok(())
+    }
+
+    /// Moves what fits from the overflow into the queue.
+    fn drain(&mut self) -> Result<(), Refused> {
+        while let Some(item) = self.overflow.pop_front() {
+            match self.tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    self.overflow.push_front(item);
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refused::Closed),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ready once the overflow is empty (the next write can go into the queue); an error
+    /// once the job stopped.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+        if self.tx.is_closed() {
+            return Poll::Ready(Err(Refused::Closed));
+        }
+        self.drain()?;
+        if self.overflow.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        // The job may have taken an item, or stopped, since the first look.
+        if self.tx.is_closed() {
+            return Poll::Ready(Err(Refused::Closed));
+        }
+        self.drain()?;
+        if self.overflow.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    /// Waits until everything written so far is in the queue.
+    pub(crate) async fn flush(&mut self) -> Result<(), Refused> {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// Queues `item` after everything before it, waiting for room.
+    pub(crate) async fn send_last(&mut self, item: T) -> Result<(), Refused> {
+        self.flush().await?;
+        self.tx.send(item).await.map_err(|_| Refused::Closed)
+    }
+}
+
+/// The job's end. Every item taken wakes a writer waiting for room.
+pub(crate) struct ChunkReceiver<T> {
+    rx: mpsc::Receiver<T>,
+    waiting: Waiting,
+}
+
+impl<T> ChunkReceiver<T> {
+    /// The next item, or `None` once the writer is gone and the queue is empty.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        let item = self.rx.recv().await;
+        wake(&self.waiting);
+        item
+    }
+
+    /// Stops taking items (the job failed): the writer's next call sees it.
+    pub(crate) fn close(&mut self) {
+        self.rx.close();
+        wake(&self.waiting);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the job's `recv` does, without a runtime.
+    fn take<T>(rx: &mut ChunkReceiver<T>) -> Option<T> {
+        let item = rx.rx.try_recv().ok();
+        wake(&rx.waiting);
+        item
+    }
+
+    fn poll<T>(sender: &mut ChunkSender<T>) -> Poll<Result<(), Refused>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        sender.poll_ready(&mut cx)
+    }
+
+    #[test]
+    fn a_writer_that_waits_is_slowed_and_never_refused() {
+        let (mut tx, mut rx) = chunk_queue::<u32>(2);
+        // One write of five chunks: two into the queue, three into the overflow... which
+        // holds two: a writer must wait for readiness before a write that large.
+        for i in 0..4 {
+            tx.send(i).expect("room in the queue or the overflow");
+        }
+        assert_eq!(
+            tx.send(4),
+            Err(Refused::Behind),
+            "2 queued + 2 waiting is the bound"
+        );
+        assert_eq!(poll(&mut tx), Poll::Pending, "the overflow is not empty");
+        assert_eq!(take(&mut rx), Some(0));
+        assert_eq!(
+            poll(&mut tx),
+            Poll::Pending,
+            "one moved in, one still waits"
+        );
+        assert_eq!(take(&mut rx), Some(1));
+        assert_eq!(poll(&mut tx), Poll::Ready(Ok(())));
+        assert_eq!(take(&mut rx), Some(2));
+        assert_eq!(take(&mut rx), Some(3));
+    }
+
+    #[test]
+    fn a_stopped_job_is_reported() {
+        let (mut tx, mut rx) = chunk_queue::<u32>(1);
+        tx.send(0).expect("queued");
+        tx.send(1).expect("overflow");
+        rx.close();
+        assert_eq!(poll(&mut tx), Poll::Ready(Err(Refused::Closed)));
+        assert_eq!(tx.send(2), Err(Refused::Closed));
+    }
+}
