@@ -8,7 +8,7 @@ use crate::{Store, StoreError};
 /// The URL forms [`open`] takes, for messages.
 const FORMS: &str = "memory, fs:PATH, sqlite:PATH (or sqlite::memory:), \
                      redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P, \
-                     s3://BUCKET/PREFIX";
+                     s3://BUCKET/PREFIX?endpoint=URL&region=R";
 
 /// Opens the store that `url` names, with that backend's default limits:
 ///
@@ -19,6 +19,7 @@ const FORMS: &str = "memory, fs:PATH, sqlite:PATH (or sqlite::memory:), \
 /// | `sqlite:PATH`, `sqlite::memory:` | [`SqliteStore`](crate::SqliteStore) in the file `PATH` | `sqlite` |
 /// | `redis://HOST:PORT/DB?prefix=P` | `RedisStore` | `redis` |
 /// | `redis+cluster://H1:P1,H2:P2,...?prefix=P` | `RedisStore` on a cluster | `redis-cluster` |
+/// | `s3://BUCKET/PREFIX?endpoint=URL&region=R` | `S3Store` (settings also from `AWS_*`) | `s3` (`s3-tls` for https) |
 ///
 /// An error says what is wrong and what to do: an unknown scheme lists the forms, a backend
 /// this build lacks names the feature to enable, a server that cannot be reached says so.
@@ -49,10 +50,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return redis(url).await;
     }
     if url.starts_with("s3://") {
-        return Err(StoreError::InvalidUrl(format!(
-            "{url:?}: the S3 backend is not part of this release yet; use one of: memory, \
-             fs:PATH, sqlite:PATH, redis://..."
-        )));
+        return s3(url).await;
     }
     Err(StoreError::InvalidUrl(format!(
         "{url:?} names no store; use one of: {FORMS}"
@@ -119,6 +117,15 @@ async fn redis(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Err(missing_feature(url, "redis"))
 }
 
+async fn s3(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    #[cfg(feature = "s3")]
+    {
+        Ok(Arc::new(crate::S3Store::open(url).await?))
+    }
+    #[cfg(not(feature = "s3"))]
+    Err(missing_feature(url, "s3"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +151,10 @@ mod tests {
         }
         assert!(refused("fs:").contains("needs a directory"));
         assert!(refused("sqlite:").contains("needs a file"));
-        assert!(refused("s3://bucket/prefix").contains("S3"));
+        if cfg!(feature = "s3") {
+            assert!(refused("s3://").contains("bucket is missing"));
+        } else {
+            assert!(refused("s3://bucket/prefix").contains("`s3`"));
+        }
     }
 }

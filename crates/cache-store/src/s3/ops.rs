@@ -1,0 +1,361 @@
+//! The store's operations on objects: read a key's variants, update one, remove, clear, sweep.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cache_policy::{ParsedResponse, StoredResponse};
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
+};
+
+use super::read::{self, Head, ObjectBody, Refusal};
+use super::{layout, upload, Inner};
+use crate::codec::{self, EntryMeta, PRELUDE_LEN};
+use crate::{update_applies, Entries, StoreError, StoredBody, StoredEntry, VariantId};
+
+/// How often an update retries after another writer changed the object under it.
+const UPDATE_ATTEMPTS: usize = 3;
+
+/// What [`S3Store::sweep`](super::S3Store::sweep) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sweep {
+    /// Entry objects looked at.
+    pub scanned: u64,
+    /// Expired entries removed.
+    pub expired: u64,
+    /// Damaged or unreadable entries removed.
+    pub damaged: u64,
+    /// Abandoned staging objects removed (older than the staging TTL).
+    pub staging: u64,
+}
+
+impl Inner {
+    pub(super) fn failure(&self, what: &str, error: object_store::Error) -> StoreError {
+        super::config::failure(&self.shown, what, error)
+    }
+
+    /// The objects directly under `dir`.
+    async fn list(&self, dir: &Path) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| self.failure("listing entries", e))
+    }
+
+    /// Deletes `paths`, many per request where the server allows.
+    async fn delete_all(&self, paths: Vec<Path>) -> Result<(), StoreError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let stream = futures_util::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut results = self.store.delete_stream(stream);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failure("deleting entries", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a damaged or expired object if it is still the version read (`e_tag`). Best
+    /// effort: S3 has no conditional delete, so a write landing between the check and the
+    /// delete is lost (a miss later, never wrong data).
+    pub(super) async fn remove_damaged(&self, path: &Path, e_tag: Option<&str>) {
+        if let Some(e_tag) = e_tag {
+            match self.store.head(path).await {
+                Ok(meta) if meta.e_tag.as_deref() == Some(e_tag) => {}
+                _ => return,
+            }
+        }
+        let _ = self.store.delete(path).await;
+    }
+
+    pub(super) async fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
+        let objects = self.list(&self.layout.key_dir(key)).await?;
+        let mut entries = Vec::with_capacity(objects.len());
+        for object in objects {
+            if let Some(entry) = self.open(key, object).await? {
+                entries.push(entry);
+            }
+        }
+        Ok(entries.into())
+    }
+
+    /// Opens one variant's object: its header now, its body small and whole or streamed.
+    /// `None` (and the object removed) when it is damaged or expired, or gone meanwhile.
+    async fn open(
+        self: &Arc<Self>,
+        key: &str,
+        object: ObjectMeta,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let path = object.location;
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.failure("reading an entry", e)),
+        };
+        let (size, e_tag) = (got.meta.size, got.meta.e_tag.clone());
+        let head = read::read_head(self, key, &path, size, e_tag.clone(), got.into_stream()).await;
+        let mut head = match head {
+            Ok(head) => head,
+            Err(refusal) => return self.refused(&path, e_tag.as_deref(), refusal).await,
+        };
+        let body = if head.meta.body_len <= self.inline_body as u64 {
+            match read::read_small(self, &mut head).await {
+                Ok(bytes) => StoredBody::full(bytes),
+                Err(refusal) => return self.refused(&path, e_tag.as_deref(), refusal).await,
+            }
+        } else {
+            let len = head.meta.body_len;
+            let variant = head.meta.variant.clone();
+            let response = head.meta.response.clone();
+            let body = ObjectBody::new(self.clone(), path, head);
+            return Ok(Some(entry(
+                variant,
+                response,
+                StoredBody::stream(body, Some(len)),
+            )));
+        };
+        Ok(Some(entry(head.meta.variant, head.meta.response, body)))
+    }
+
+    async fn refused(
+        &self,
+        path: &Path,
+        e_tag: Option<&str>,
+        refusal: Refusal,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        match refusal {
+            Refusal::Failed(error) => Err(error),
+            Refusal::Unusable(_) => {
+                self.remove_damaged(path, e_tag).await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// See [`Store::update`](crate::Store::update): a read-modify-write of the whole object
+    /// (S3 objects cannot be changed in place), conditional on the version read.
+    pub(super) async fn update(
+        &self,
+        key: &str,
+        variant: &VariantId,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let path = self.layout.variant(key, variant);
+        for _ in 0..UPDATE_ATTEMPTS {
+            let got = match self.store.get(&path).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(self.failure("reading an entry to update", e)),
+            };
+            let size = got.meta.size;
+            let version = UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            let e_tag = got.meta.e_tag.clone();
+            let head = read::read_head(self, key, &path, size, e_tag.clone(), got.into_stream());
+            let head = match head.await {
+                Ok(head) => head,
+                Err(refusal) => {
+                    self.refused(&path, e_tag.as_deref(), refusal).await?;
+                    return Ok(());
+                }
+            };
+            if !update_applies(&head.meta.response, head.meta.body_len, &response) {
+                return Ok(());
+            }
+            let meta = EntryMeta {
+                response: response.clone(),
+                expires: layout::expiry(ttl),
+                ..head.meta.clone()
+            };
+            match self.rewrite(&path, &meta, head, version).await {
+                Err(StoreError::Unavailable(e)) if e.to_string().contains(RACED) => continue,
+                other => return other,
+            }
+        }
+        // The variant keeps changing under us: the newer writes win, and this update is moot.
+        Ok(())
+    }
+
+    /// Writes `meta`'s header and `head`'s body (and trailer) as the new object at `path`.
+    /// One conditional PUT when it fits a part (of the version read; a lost race says
+    /// [`RACED`]); else a multipart copy, which S3 cannot make conditional: a replacement
+    /// landing meanwhile is overwritten by the updated old version (whole, never mixed).
+    async fn rewrite(
+        &self,
+        path: &Path,
+        meta: &EntryMeta,
+        mut head: Head,
+        version: UpdateVersion,
+    ) -> Result<(), StoreError> {
+        let header = codec::encode_header(meta)?;
+        if meta.encoded_len(header.len()) > self.part_size as u64 {
+            let check = None;
+            let rest = std::mem::take(&mut head.rest);
+            let source = futures_util::stream::once(async move { Ok(rest) })
+                .chain(head.stream)
+                .boxed();
+            // The copy's own checksum is not known here (it includes the trailer): the
+            // object's trailer travels with the body, and readers verify both.
+            return upload::copy(self, path, &header, source, &[], check).await;
+        }
+        let body = match read::read_small(self, &mut head).await {
+            Ok(body) => body,
+            Err(Refusal::Failed(e)) => return Err(e),
+            Err(Refusal::Unusable(why)) => return Err(StoreError::Corrupt(why)),
+        };
+        let mut crc = codec::BodyChecksum::new();
+        crc.update(&body);
+        let parts = [
+            Bytes::from(header),
+            body,
+            Bytes::copy_from_slice(&crc.trailer()),
+        ];
+        let payload: PutPayload = parts.into_iter().collect();
+        let mode = match version.e_tag {
+            Some(_) => PutMode::Update(version),
+            None => PutMode::Overwrite,
+        };
+        let options = PutOptions::from(mode);
+        match self.store.put_opts(path, payload, options).await {
+            Ok(_) => Ok(()),
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => Err(StoreError::unavailable(RACED)),
+            Err(e) => Err(self.failure("storing an updated entry", e)),
+        }
+    }
+
+    pub(super) async fn remove(
+        &self,
+        key: &str,
+        variant: Option<&VariantId>,
+    ) -> Result<(), StoreError> {
+        match variant {
+            Some(variant) => {
+                self.delete_all(vec![self.layout.variant(key, variant)])
+                    .await
+            }
+            None => {
+                let objects = self.list(&self.layout.key_dir(key)).await?;
+                self.delete_all(objects.into_iter().map(|o| o.location).collect())
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn clear(&self) -> Result<(), StoreError> {
+        let objects = self.list(self.layout.root()).await?;
+        self.delete_all(objects.into_iter().map(|o| o.location).collect())
+            .await
+    }
+
+    /// Reads the header of every entry (a ranged GET each) and removes the expired and the
+    /// damaged ones, and staging objects older than the staging TTL.
+    pub(super) async fn sweep(&self) -> Result<Sweep, StoreError> {
+        let mut sweep = Sweep::default();
+        let now = SystemTime::now();
+        let stale = chrono_age(now, self.staging_ttl);
+        let mut doomed = Vec::new();
+        for object in self.list(&self.layout.staging_dir()).await? {
+            if object.last_modified.timestamp() <= stale {
+                sweep.staging += 1;
+                doomed.push(object.location);
+            }
+        }
+        for object in self.list(&self.layout.entries()).await? {
+            sweep.scanned += 1;
+            match self.peek(&object).await? {
+                Peek::Gone => {}
+                Peek::Expires(at) if at > now => {}
+                Peek::Expires(_) => {
+                    sweep.expired += 1;
+                    doomed.push(object.location);
+                }
+                Peek::Damaged => {
+                    sweep.damaged += 1;
+                    doomed.push(object.location);
+                }
+            }
+        }
+        self.delete_all(doomed).await?;
+        Ok(sweep)
+    }
+
+    /// An object's expiry, from its header read by ranged GETs of its start.
+    async fn peek(&self, object: &ObjectMeta) -> Result<Peek, StoreError> {
+        let mut want = (4096u64).min(object.size);
+        loop {
+            if want < PRELUDE_LEN as u64 {
+                return Ok(Peek::Damaged);
+            }
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(0..want)),
+                ..GetOptions::default()
+            };
+            let bytes = match self.store.get_opts(&object.location, options).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(object_store::Error::NotFound { .. }) => return Ok(Peek::Gone),
+                Err(e) => return Err(self.failure("reading an entry's header", e)),
+            };
+            let Ok(len) = codec::header_len(&bytes) else {
+                return Ok(Peek::Damaged);
+            };
+            let len = len as u64;
+            if len > bytes.len() as u64 {
+                if len > object.size || len <= want {
+                    return Ok(Peek::Damaged);
+                }
+                want = len;
+                continue;
+            }
+            return Ok(match codec::decode_header(&bytes) {
+                Ok((meta, len)) if meta.encoded_len(len) == object.size => {
+                    Peek::Expires(meta.expires)
+                }
+                _ => Peek::Damaged,
+            });
+        }
+    }
+}
+
+/// What the sweep found in one object.
+enum Peek {
+    /// Deleted meanwhile.
+    Gone,
+    /// Intact, expiring then.
+    Expires(SystemTime),
+    /// Does not decode, or its length disagrees with its header.
+    Damaged,
+}
+
+/// The marker of an update that lost a race (another write changed the object under it).
+const RACED: &str = "the entry changed while it was being updated";
+
+/// `now - age` in Unix seconds, for comparing with object timestamps.
+fn chrono_age(now: SystemTime, age: Duration) -> i64 {
+    let secs = now
+        .checked_sub(age)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+fn entry(variant: VariantId, response: StoredResponse, body: StoredBody) -> StoredEntry {
+    StoredEntry::new(variant, Arc::new(ParsedResponse::new(response)), body)
+}

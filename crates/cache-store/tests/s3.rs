@@ -1,0 +1,759 @@
+//! The conformance suite and S3-specific checks for [`S3Store`], against a real S3-compatible
+//! server: `scripts/s3.sh start DIR` starts one (moto) on 127.0.0.1 and prints the variables
+//! (`S3_ENDPOINT`, `S3_BUCKET`, `S3_REGION`, `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`).
+//! Without them each test says it is skipped, except under CI (`CI=true`), where a missing
+//! server is a failure. The fault tests put a TCP relay of their own between the store and
+//! the server, and take it down, stall it and bring it back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cache_store::conformance::{
+    read_body, read_verified, seeded_body, seeded_response, Harness, Limits,
+};
+use cache_store::{S3Store, Store, StoreError, VariantId, WriteOptions};
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const HOUR: WriteOptions = WriteOptions {
+    ttl: Duration::from_secs(3600),
+    content_length: None,
+};
+
+const KEY: &str = "https://example.com/s3";
+
+const MIB: usize = 1 << 20;
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The server's settings, from the environment scripts/s3.sh prints.
+#[derive(Clone)]
+struct Server {
+    endpoint: String,
+    bucket: String,
+    region: String,
+    key_id: String,
+    secret: String,
+}
+
+impl Server {
+    /// `None` (the test is skipped) without `S3_ENDPOINT`, except under CI.
+    fn from_env() -> Option<Server> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let Some(endpoint) = var("S3_ENDPOINT") else {
+            if under_ci() {
+                panic!("S3_ENDPOINT is not set under CI: the S3 tests need a server");
+            }
+            println!("skipped: S3_ENDPOINT not set (scripts/s3.sh starts a server)");
+            return None;
+        };
+        Some(Server {
+            endpoint,
+            bucket: var("S3_BUCKET").unwrap_or_else(|| "http-cache-tests".into()),
+            region: var("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            key_id: var("S3_ACCESS_KEY_ID").unwrap_or_default(),
+            secret: var("S3_SECRET_ACCESS_KEY").unwrap_or_default(),
+        })
+    }
+
+    /// The store URL for `prefix`, through `endpoint` (the server's own, or a relay's).
+    fn url_via(&self, endpoint: &str, prefix: &str) -> String {
+        format!(
+            "s3://{}/{prefix}?endpoint={}&region={}&access_key_id={}&secret_access_key={}",
+            self.bucket,
+            encode(endpoint),
+            self.region,
+            encode(&self.key_id),
+            encode(&self.secret)
+        )
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        self.url_via(&self.endpoint, prefix)
+    }
+
+    async fn open(&self, prefix: &str) -> S3Store {
+        S3Store::open(&self.url(prefix)).await.expect("open")
+    }
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A prefix no other test (or run) uses.
+fn fresh_prefix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// Runs a future from synchronous harness code, on the test's own runtime.
+fn block<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
+}
+
+/// Every object under `dir`.
+async fn objects(raw: &Arc<dyn ObjectStore>, dir: &str) -> Vec<object_store::ObjectMeta> {
+    raw.list(Some(&Path::from(dir)))
+        .try_collect()
+        .await
+        .expect("list")
+}
+
+impl Harness for Server {
+    type Store = S3Store;
+
+    fn new_store(&self, limits: Limits) -> S3Store {
+        let builder = S3Store::builder(self.url(&fresh_prefix()))
+            .max_body_size(limits.max_body_size)
+            // The suite's writers write whole bodies (up to 16 MiB) without yielding to the
+            // executor, which no network store keeps up with: a queue as deep as the largest
+            // body lets the suite check everything else (the bound has its own test).
+            .write_queue_parts((limits.max_body_size as usize).div_ceil(5 * MIB) + 1);
+        block(builder.build()).expect("open")
+    }
+
+    /// Flips a byte inside the header records of every variant of `key`, through the
+    /// object_store client directly.
+    fn corrupt(&self, store: &S3Store, key: &str) -> bool {
+        block(async {
+            let raw = store.object_store();
+            let found = objects(&raw, &store.key_prefix(key)).await;
+            assert!(!found.is_empty(), "nothing to corrupt");
+            for object in found {
+                let bytes = raw.get(&object.location).await.expect("get");
+                let mut bytes = bytes.bytes().await.expect("bytes").to_vec();
+                bytes[16 + 10] ^= 0x55;
+                raw.put(&object.location, PutPayload::from(bytes))
+                    .await
+                    .expect("put");
+            }
+        });
+        true
+    }
+}
+
+/// The conformance suite, but for `size_bound_eviction`: an S3 store has no size bound (a
+/// bucket holds what it is given; expiry and the sweep keep it to live entries).
+mod conformance {
+    cache_store::conformance_tests!(@each match super::Server::from_env() {
+        Some(harness) => harness,
+        None => return,
+    };
+        variants,
+        metadata_round_trips,
+        streams_large_body,
+        invisible_until_commit,
+        aborted_write_leaves_nothing,
+        update_keeps_body,
+        update_ignores_a_replaced_representation,
+        remove_and_clear,
+        ttl_expiry,
+        body_size_limit,
+        body_survives_replace,
+        concurrent_writers_and_readers,
+        parallel_commits_keep_every_variant,
+        matches_a_model,
+        corrupt_entry_is_a_miss,
+        get_now_agrees_with_get,
+    );
+}
+
+macro_rules! server {
+    () => {
+        match Server::from_env() {
+            Some(server) => server,
+            None => return,
+        }
+    };
+}
+
+/// Writes a seeded body in 64 KiB chunks and commits it.
+async fn put(
+    store: &S3Store,
+    key: &str,
+    language: Option<&str>,
+    seed: u64,
+    len: usize,
+    options: WriteOptions,
+) {
+    let body = seeded_body(seed, len);
+    let response = seeded_response(language, seed, len);
+    let mut writer = store
+        .begin(key, response.into(), options)
+        .await
+        .expect("begin");
+    for piece in body.chunks(64 << 10) {
+        writer.write(body.slice_ref(piece)).expect("write");
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("ready");
+    }
+    writer.commit().await.expect("commit");
+}
+
+fn seeds(seen: &[(VariantId, u64)]) -> Vec<u64> {
+    seen.iter().map(|(_, seed)| *seed).collect()
+}
+
+fn with_length(len: usize) -> WriteOptions {
+    WriteOptions {
+        content_length: Some(len as u64),
+        ..HOUR
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_bodies_of_several_mib_round_trip_with_and_without_a_length() {
+    let server = server!();
+    let store = server.open(&fresh_prefix()).await;
+    let raw = store.object_store();
+    let len = 12 * MIB + 77;
+    // Announced: the header goes into the first part, the parts straight to the entry.
+    put(&store, KEY, Some("en"), 1, len, with_length(len)).await;
+    // Unannounced: staged, then copied behind the header.
+    put(&store, KEY, Some("fr"), 2, len, HOUR).await;
+    let mut seen = seeds(&read_verified(&store, KEY).await);
+    seen.sort();
+    assert_eq!(seen, [1, 2]);
+    let entries = store.get(KEY).await.expect("get");
+    for entry in &entries {
+        let body = read_body(entry.body().expect("body")).await.expect("read");
+        assert_eq!(body.len(), len);
+    }
+    // Each is one object of header + body + trailer; no staging object is left.
+    let stored = objects(&raw, &store.key_prefix(KEY)).await;
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|o| o.size > len as u64));
+    let root = store.key_prefix(KEY);
+    let prefix = root.split("/e/").next().expect("prefix");
+    assert!(objects(&raw, &format!("{prefix}/s")).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_on_one_variant_leave_one_whole_entry() {
+    let server = server!();
+    let prefix = fresh_prefix();
+    // Two stores, as two processes would have.
+    let (a, b) = (server.open(&prefix).await, server.open(&prefix).await);
+    for (len, round) in [(40_000, 0u64), (6 * MIB + 5, 1), (40_000, 2)] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (store, stop) = (a.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // Panics on a body that does not match its own metadata.
+                    let seen = read_verified(&store, KEY).await;
+                    assert!(seen.len() <= 1, "two entries for one variant");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let (sa, sb) = (10 * round + 1, 10 * round + 2);
+        let wa = put(&a, KEY, None, sa, len, HOUR);
+        let wb = put(&b, KEY, None, sb, len + 1, HOUR);
+        tokio::join!(wa, wb);
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.await.expect("reader") > 0);
+        let seen = seeds(&read_verified(&b, KEY).await);
+        assert!(seen == [sa] || seen == [sb], "round {round}: {seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_truncated_objects_are_misses_and_are_removed() {
+    let server = server!();
+    let store = server.open(&fresh_prefix()).await;
+    let raw = store.object_store();
+    let en = VariantId::of(&seeded_response(Some("en"), 1, 0));
+    let fr = VariantId::of(&seeded_response(Some("fr"), 2, 0));
+    let de = VariantId::of(&seeded_response(Some("de"), 3, 0));
+    put(&store, KEY, Some("en"), 1, 5000, HOUR).await;
+    put(&store, KEY, Some("fr"), 2, 5000, HOUR).await;
+    put(&store, KEY, Some("de"), 3, 300_000, HOUR).await;
+    put(&store, KEY, Some("it"), 4, 5000, HOUR).await;
+    // en: garbage; fr: cut short; de (streamed): one body byte flipped.
+    let path = |v: &VariantId| Path::from(store.object_path(KEY, v));
+    raw.put(&path(&en), PutPayload::from_static(b"not an entry at all"))
+        .await
+        .expect("put garbage");
+    let whole = raw
+        .get(&path(&fr))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    raw.put(
+        &path(&fr),
+        PutPayload::from(whole.slice(..whole.len() - 10)),
+    )
+    .await
+    .expect("put truncated");
+    let mut flipped = raw
+        .get(&path(&de))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+    let at = flipped.len() - 1000;
+    flipped[at] ^= 1;
+    raw.put(&path(&de), PutPayload::from(flipped))
+        .await
+        .expect("put flipped");
+
+    let entries = store.get(KEY).await.expect("get");
+    let mut intact = Vec::new();
+    for entry in &entries {
+        let result = read_body(entry.body().expect("body")).await;
+        if entry.variant == de {
+            let error = result.expect_err("a damaged body read without error");
+            assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+        } else {
+            result.expect("intact body");
+            intact.push(entry.variant.clone());
+        }
+    }
+    assert_eq!(intact.len(), 1, "only the untouched variant reads");
+    // The damaged objects are gone (the streamed one in the background, once detected).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = objects(&raw, &store.key_prefix(KEY)).await;
+        if left.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "damaged objects kept: {}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_misses_removed_on_read_and_by_the_sweep() {
+    let server = server!();
+    let prefix = fresh_prefix();
+    let store = S3Store::builder(server.url(&prefix))
+        .staging_ttl(Duration::ZERO)
+        .build()
+        .await
+        .expect("open");
+    let raw = store.object_store();
+    let short = WriteOptions {
+        ttl: Duration::from_millis(500),
+        ..HOUR
+    };
+    let other = "https://example.com/s3/other";
+    put(&store, KEY, Some("en"), 1, 100, short).await;
+    put(&store, KEY, Some("fr"), 2, 100, HOUR).await;
+    put(&store, other, None, 3, 100, short).await;
+    // An abandoned staging object and a stray undecodable one.
+    raw.put(
+        &Path::from(format!("{prefix}/s/abandoned")),
+        PutPayload::from_static(b"x"),
+    )
+    .await
+    .expect("put");
+    raw.put(
+        &Path::from(format!("{prefix}/e/stray/object")),
+        PutPayload::from_static(b"y"),
+    )
+    .await
+    .expect("put");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // A read: the expired variant is a miss and is gone.
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [2]);
+    assert_eq!(objects(&raw, &store.key_prefix(KEY)).await.len(), 1);
+    // The sweep: the other expired entry, the stray object, the staging object.
+    let sweep = store.sweep().await.expect("sweep");
+    assert_eq!(
+        (sweep.expired, sweep.damaged, sweep.staging),
+        (1, 1, 1),
+        "{sweep:?}"
+    );
+    let left = objects(&raw, &prefix).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [2]);
+    // The periodic sweep does the same by itself.
+    let periodic = S3Store::builder(server.url(&prefix))
+        .sweep_every(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("open");
+    put(&periodic, other, None, 4, 100, short).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while objects(&raw, &prefix).await.len() > 1 {
+        assert!(Instant::now() < deadline, "the periodic sweep did not run");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_writer_leaves_no_object_and_no_staged_body() {
+    let server = server!();
+    let prefix = fresh_prefix();
+    let store = server.open(&prefix).await;
+    let raw = store.object_store();
+    for options in [HOUR, with_length(8 * MIB)] {
+        let body = seeded_body(1, 8 * MIB);
+        let mut writer = store
+            .begin(KEY, seeded_response(None, 1, 8 * MIB).into(), options)
+            .await
+            .expect("begin");
+        for piece in body.slice(..7 * MIB).chunks(64 << 10) {
+            writer.write(body.slice_ref(piece)).expect("write");
+            std::future::poll_fn(|cx| writer.poll_ready(cx))
+                .await
+                .expect("ready");
+        }
+        drop(writer);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.get(KEY).await.expect("get").is_empty());
+    assert!(objects(&raw, &prefix).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_rewrites_a_multipart_entry_keeping_its_body() {
+    let server = server!();
+    let store = server.open(&fresh_prefix()).await;
+    let len = 6 * MIB;
+    put(&store, KEY, None, 5, len, HOUR).await;
+    let variant = VariantId::of(&seeded_response(None, 5, len));
+    let mut response = seeded_response(None, 5, len);
+    response
+        .headers
+        .insert("x-updated", http::HeaderValue::from_static("yes"));
+    store
+        .update(KEY, &variant, response.into(), HOUR.ttl)
+        .await
+        .expect("update");
+    let entries = store.get(KEY).await.expect("get");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].response.headers["x-updated"], "yes");
+    let body = read_body(entries[0].body().expect("body"))
+        .await
+        .expect("read");
+    assert!(body == seeded_body(5, len));
+}
+
+#[tokio::test]
+async fn malformed_urls_missing_buckets_and_unreachable_servers_say_what_to_do() {
+    for (url, says) in [
+        ("s3://", "bucket is missing"),
+        (
+            "s3://Not_A_Bucket/p?endpoint=http://127.0.0.1:1&region=r",
+            "not a bucket name",
+        ),
+        ("s3://bucket/p?colour=blue", "unknown parameter"),
+        (
+            "s3://bucket/p?endpoint=https://127.0.0.1:1&region=r",
+            "s3-tls",
+        ),
+    ] {
+        let error = cache_store::open(url).await.err().expect(url).to_string();
+        assert!(error.contains(says), "{url}: {error}");
+    }
+    // Nothing listens on port 1: refused at once, said clearly.
+    let started = Instant::now();
+    let url = "s3://bucket/p?endpoint=http://127.0.0.1:1&region=us-east-1&access_key_id=a&secret_access_key=b";
+    let error = cache_store::open(url)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("cannot be reached"), "{error}");
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let server = server!();
+    let missing = server
+        .url(&fresh_prefix())
+        .replacen(&server.bucket, "no-such-bucket-here", 1);
+    let error = S3Store::open(&missing)
+        .await
+        .expect_err("no bucket")
+        .to_string();
+    assert!(error.contains("bucket does not exist"), "{error}");
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_with_a_message_naming_them() {
+    let server = server!();
+    for (key_id, secret) in [
+        (server.key_id.clone(), "wrong-secret".to_owned()),
+        ("AKIANOSUCHKEY0000000".to_owned(), server.secret.clone()),
+    ] {
+        let bad = Server {
+            key_id,
+            secret,
+            ..server.clone()
+        };
+        let error = S3Store::open(&bad.url(&fresh_prefix()))
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("refused the credentials"), "{error}");
+        assert!(error.contains("AWS_SECRET_ACCESS_KEY"), "{error}");
+        assert!(
+            !error.contains(&server.secret),
+            "the secret is shown: {error}"
+        );
+    }
+}
+
+/// A TCP relay to the server on a fixed loopback port, which the test takes down (the port
+/// refuses connections and open ones are cut), stalls (connections are accepted but nothing
+/// is relayed), and brings back.
+struct Relay {
+    port: u16,
+    upstream: String,
+    stalled: Arc<AtomicBool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(endpoint: &str) -> Relay {
+        let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut relay = Relay {
+            port,
+            upstream: upstream.to_owned(),
+            stalled: Arc::default(),
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (upstream, stalled) = (self.upstream.clone(), self.stalled.clone());
+        self.task = Some(tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) cuts every relayed connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, stalled) = (upstream.clone(), stalled.clone());
+                connections.spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::join!(
+                        pump(from_client, to_server, stalled.clone()),
+                        pump(from_server, to_client, stalled),
+                    );
+                });
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebinding port {}: {e}", self.port),
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+/// Copies one direction of a relayed connection, holding every read while the relay is
+/// stalled (so that pooled connections stall too).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_gives_quick_errors_and_the_store_recovers_when_it_is_back() {
+    let server = server!();
+    let mut relay = Relay::start(&server.endpoint).await;
+    let store = S3Store::builder(server.url_via(&relay.endpoint(), &fresh_prefix()))
+        .timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("open");
+    put(&store, KEY, None, 1, 1000, HOUR).await;
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
+
+    relay.down();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let error = store.get(KEY).await.expect_err("down").to_string();
+    assert!(error.contains("cannot be reached"), "{error}");
+    let mut writer = store
+        .begin(KEY, seeded_response(None, 2, 10).into(), HOUR)
+        .await
+        .expect("begin does no IO");
+    writer.write(seeded_body(2, 10)).expect("write");
+    assert!(
+        writer.commit().await.is_err(),
+        "a commit to a server that is down"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    relay.up().await;
+    // The same store, not rebuilt: it reconnects.
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
+    put(&store, KEY, None, 3, 1000, HOUR).await;
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_makes_poll_ready_wait_and_an_unpolled_writer_fail_at_its_bound() {
+    let server = server!();
+    let relay = Relay::start(&server.endpoint).await;
+    let store = S3Store::builder(server.url_via(&relay.endpoint(), &fresh_prefix()))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .expect("open");
+    let len = 16 * MIB;
+    let body = seeded_body(7, len);
+    relay.stalled.store(true, Ordering::Relaxed);
+
+    // A writer that never waits: the part being filled, one queued, one being sent, then
+    // the write that needs a fourth part fails instead of holding more.
+    let mut writer = store
+        .begin(KEY, seeded_response(None, 7, len).into(), HOUR)
+        .await
+        .expect("begin");
+    let mut failed_at = None;
+    for (i, piece) in body.chunks(MIB).enumerate() {
+        if let Err(error) = writer.write(body.slice_ref(piece)) {
+            assert!(error.to_string().contains("fell behind"), "{error}");
+            failed_at = Some(i);
+            break;
+        }
+        // Let the background upload take what it can.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed_at = failed_at.expect("the bound was never reached");
+    assert!(
+        (10..=16).contains(&failed_at),
+        "failed after {failed_at} MiB"
+    );
+    drop(writer);
+
+    // A writer that polls readiness waits while the server is stalled, and goes on after.
+    let mut writer = store
+        .begin(KEY, seeded_response(None, 8, len).into(), HOUR)
+        .await
+        .expect("begin");
+    let body = seeded_body(8, len);
+    let unstall = {
+        let stalled = relay.stalled.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stalled.store(false, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    for piece in body.chunks(MIB) {
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("ready");
+        writer.write(body.slice_ref(piece)).expect("write");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "never waited"
+    );
+    writer.commit().await.expect("commit");
+    unstall.await.expect("unstall");
+    assert_eq!(seeds(&read_verified(&store, KEY).await), [8]);
+}
+
+#[tokio::test]
+async fn a_small_entry_reads_as_one_bytes() {
+    let server = server!();
+    let store = server.open(&fresh_prefix()).await;
+    put(&store, KEY, None, 1, 1000, HOUR).await;
+    let entries = store.get(KEY).await.expect("get");
+    let body = entries[0].body().expect("body");
+    let again = entries[0]
+        .body()
+        .expect("a body held in memory is handed out again");
+    let (a, b) = (
+        read_body(body).await.expect("a"),
+        read_body(again).await.expect("b"),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a, seeded_body(1, 1000));
+}
