@@ -14,6 +14,7 @@ export CI="${CI:-true}"
 servers="$(mktemp -d "${TMPDIR:-/tmp}/cache-test-servers.XXXXXX")"
 stop_servers() {
     [ -d "$servers/redis" ] && bash scripts/redis.sh stop "$servers/redis" || true
+    [ -d "$servers/s3" ] && bash scripts/s3.sh stop "$servers/s3" || true
     rm -rf "$servers"
 }
 trap stop_servers EXIT
@@ -26,6 +27,9 @@ echo "== servers for the shared stores (Redis, Redis Cluster)"
 eval "$(bash scripts/redis.sh start "$servers/redis")"
 echo "REDIS_URL=$REDIS_URL"
 echo "REDIS_CLUSTER_URL=$REDIS_CLUSTER_URL"
+echo "== server for the S3 store (moto)"
+eval "$(bash scripts/s3.sh start "$servers/s3")"
+echo "S3_ENDPOINT=$S3_ENDPOINT"
 echo "== cargo test (libraries, integration tests, examples, benchmarks in test mode)"
 cargo test --workspace --all-features --all-targets
 echo "== cargo test --doc"

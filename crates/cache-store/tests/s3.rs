@@ -2,8 +2,8 @@
 //! server: `scripts/s3.sh start DIR` starts one (moto) on 127.0.0.1 and prints the variables
 //! (`S3_ENDPOINT`, `S3_BUCKET`, `S3_REGION`, `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`).
 //! Without them each test says it is skipped, except under CI (`CI=true`), where a missing
-//! server is a failure. The fault tests put a TCP relay of their own between the store and
-//! the server, and take it down, stall it and bring it back.
+//! server is a failure. The fault tests (s3/faults.rs) put a TCP relay of their own between
+//! the store and the server, and take it down, stall it and bring it back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +16,6 @@ use cache_store::{S3Store, Store, StoreError, VariantId, WriteOptions};
 use futures_util::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 const HOUR: WriteOptions = WriteOptions {
     ttl: Duration::from_secs(3600),
@@ -186,6 +184,10 @@ macro_rules! server {
         }
     };
 }
+
+// After the macro, which it uses.
+#[path = "s3/faults.rs"]
+mod faults;
 
 /// Writes a seeded body in 64 KiB chunks and commits it.
 async fn put(
@@ -531,213 +533,6 @@ async fn bad_credentials_are_refused_with_a_message_naming_them() {
             "the secret is shown: {error}"
         );
     }
-}
-
-/// A TCP relay to the server on a fixed loopback port, which the test takes down (the port
-/// refuses connections and open ones are cut), stalls (connections are accepted but nothing
-/// is relayed), and brings back.
-struct Relay {
-    port: u16,
-    upstream: String,
-    stalled: Arc<AtomicBool>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn start(endpoint: &str) -> Relay {
-        let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/');
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mut relay = Relay {
-            port,
-            upstream: upstream.to_owned(),
-            stalled: Arc::default(),
-            task: None,
-        };
-        relay.serve(listener);
-        relay
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let (upstream, stalled) = (self.upstream.clone(), self.stalled.clone());
-        self.task = Some(tokio::spawn(async move {
-            // Dropping the set (when the task is aborted) cuts every relayed connection.
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((client, _)) = listener.accept().await {
-                let (upstream, stalled) = (upstream.clone(), stalled.clone());
-                connections.spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let (from_client, to_client) = client.into_split();
-                    let (from_server, to_server) = server.into_split();
-                    tokio::join!(
-                        pump(from_client, to_server, stalled.clone()),
-                        pump(from_server, to_client, stalled),
-                    );
-                });
-            }
-        }));
-    }
-
-    fn down(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-
-    async fn up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(listener) => break listener,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("rebinding port {}: {e}", self.port),
-            }
-        };
-        self.serve(listener);
-    }
-}
-
-/// Copies one direction of a relayed connection, holding every read while the relay is
-/// stalled (so that pooled connections stall too).
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0; 64 << 10];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while stalled.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_goes_away_gives_quick_errors_and_the_store_recovers_when_it_is_back() {
-    let server = server!();
-    let mut relay = Relay::start(&server.endpoint).await;
-    let store = S3Store::builder(server.url_via(&relay.endpoint(), &fresh_prefix()))
-        .timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .expect("open");
-    put(&store, KEY, None, 1, 1000, HOUR).await;
-    assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
-
-    relay.down();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = Instant::now();
-    let error = store.get(KEY).await.expect_err("down").to_string();
-    assert!(error.contains("cannot be reached"), "{error}");
-    let mut writer = store
-        .begin(KEY, seeded_response(None, 2, 10).into(), HOUR)
-        .await
-        .expect("begin does no IO");
-    writer.write(seeded_body(2, 10)).expect("write");
-    assert!(
-        writer.commit().await.is_err(),
-        "a commit to a server that is down"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
-
-    relay.up().await;
-    // The same store, not rebuilt: it reconnects.
-    assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
-    put(&store, KEY, None, 3, 1000, HOUR).await;
-    assert_eq!(seeds(&read_verified(&store, KEY).await), [3]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_server_makes_poll_ready_wait_and_an_unpolled_writer_fail_at_its_bound() {
-    let server = server!();
-    let relay = Relay::start(&server.endpoint).await;
-    let store = S3Store::builder(server.url_via(&relay.endpoint(), &fresh_prefix()))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .await
-        .expect("open");
-    let len = 16 * MIB;
-    let body = seeded_body(7, len);
-    relay.stalled.store(true, Ordering::Relaxed);
-
-    // A writer that never waits: the part being filled, one queued, one being sent, then
-    // the write that needs a fourth part fails instead of holding more.
-    let mut writer = store
-        .begin(KEY, seeded_response(None, 7, len).into(), HOUR)
-        .await
-        .expect("begin");
-    let mut failed_at = None;
-    for (i, piece) in body.chunks(MIB).enumerate() {
-        if let Err(error) = writer.write(body.slice_ref(piece)) {
-            assert!(error.to_string().contains("fell behind"), "{error}");
-            failed_at = Some(i);
-            break;
-        }
-        // Let the background upload take what it can.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let failed_at = failed_at.expect("the bound was never reached");
-    assert!(
-        (10..=16).contains(&failed_at),
-        "failed after {failed_at} MiB"
-    );
-    drop(writer);
-
-    // A writer that polls readiness waits while the server is stalled, and goes on after.
-    let mut writer = store
-        .begin(KEY, seeded_response(None, 8, len).into(), HOUR)
-        .await
-        .expect("begin");
-    let body = seeded_body(8, len);
-    let unstall = {
-        let stalled = relay.stalled.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            stalled.store(false, Ordering::Relaxed);
-        })
-    };
-    let started = Instant::now();
-    for piece in body.chunks(MIB) {
-        std::future::poll_fn(|cx| writer.poll_ready(cx))
-            .await
-            .expect("ready");
-        writer.write(body.slice_ref(piece)).expect("write");
-    }
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "never waited"
-    );
-    writer.commit().await.expect("commit");
-    unstall.await.expect("unstall");
-    assert_eq!(seeds(&read_verified(&store, KEY).await), [8]);
 }
 
 #[tokio::test]

@@ -128,10 +128,14 @@ impl Target {
                 self.bucket
             )));
         }
+        // No limit on a whole request: a streamed body is read at its reader's pace. The wait
+        // for each read is bounded instead (object_store's reqwest client with TLS; our plain
+        // client bounds it the same way).
         let options = ClientOptions::new()
             .with_allow_http(plain)
             .with_connect_timeout(timeout)
-            .with_timeout(timeout.saturating_mul(4));
+            .with_timeout_disabled()
+            .with_read_timeout(timeout.saturating_mul(4));
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(50),
@@ -184,6 +188,7 @@ pub(super) fn redact(url: &str) -> String {
     format!("{head}?{}", pairs.join("&"))
 }
 
+/// `%XX` decoded; `+` stays `+` (secret keys contain it).
 fn percent_decode(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -194,10 +199,6 @@ fn percent_decode(value: &str) -> Option<String> {
                 let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             b => {
                 out.push(b);

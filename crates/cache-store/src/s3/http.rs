@@ -4,6 +4,9 @@
 //! object_store's own client is reqwest, which it cannot build without one of reqwest's TLS
 //! stacks; this one keeps the `s3` feature free of any.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +20,9 @@ use object_store::client::{
 };
 use object_store::ClientOptions;
 
-/// Makes [`Plain`] clients, with `timeout` for connecting and for each response's head.
+/// Makes [`Plain`] clients, with `timeout` for connecting, for each response's head (plus a
+/// second per MiB of the request's body, which goes out first), and four times `timeout` for
+/// each wait for more of a response's body.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PlainConnector {
     pub(super) timeout: Duration,
@@ -50,7 +55,10 @@ struct Plain {
 #[async_trait::async_trait]
 impl HttpService for Plain {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let answer = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        // A part upload sends megabytes before the answer can come: at least 1 MiB/s.
+        let upload = request.body().content_length() as u64 >> 20;
+        let wait = self.timeout + Duration::from_secs(upload);
+        let answer = tokio::time::timeout(wait, self.client.request(request)).await;
         let response = match answer {
             Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
             Ok(Err(e)) => {
@@ -64,32 +72,65 @@ impl HttpService for Plain {
             Ok(Ok(response)) => response,
         };
         let (parts, body) = response.into_parts();
-        let body = Incoming(body);
+        let body = Incoming {
+            body,
+            idle: self.timeout.saturating_mul(4),
+            timer: None,
+        };
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
     }
 }
 
-/// hyper's response body with object_store's error type.
-struct Incoming(hyper::body::Incoming);
+/// hyper's response body with object_store's error type, failing when the server sends
+/// nothing for `idle` while it is being read (a stalled server must not hang a reader). The
+/// timer runs only while the body is polled, so a reader that pauses is not cut off.
+struct Incoming {
+    body: hyper::body::Incoming,
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 impl Body for Incoming {
     type Data = Bytes;
     type Error = HttpError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_frame(cx)
-            .map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e))
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.timer = None;
+                Poll::Ready(
+                    frame.map(|f| f.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e))),
+                )
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.timer = None;
+                        let why = format!("the S3 server sent nothing for {idle:?}");
+                        Poll::Ready(Some(Err(HttpError::new_boxed(
+                            HttpErrorKind::Timeout,
+                            why.into(),
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.0.size_hint()
+        self.body.size_hint()
     }
 }

@@ -93,7 +93,8 @@
 //! # Failures
 //!
 //! Connecting and each request's answer are bounded by [`timeout`](S3StoreBuilder::timeout)
-//! (2 s) with two quick retries, so a server that is down makes operations fail with
+//! (2 s, and a second more per MiB a request uploads), each wait for more of a body by four
+//! times that, with two quick retries, so a server that is down makes operations fail with
 //! [`StoreError::Unavailable`] within seconds; once it is back the next operation works,
 //! without rebuilding the store. Nothing from the network is unwrapped. Every operation
 //! needs a tokio runtime.

@@ -71,6 +71,10 @@ pub(super) async fn read_head(
             Some(_) => break,
             None => {
                 let len = codec::header_len(&buf)?;
+                // Not read on a damaged length: at most what the object holds.
+                if (len + TRAILER_LEN) as u64 > size {
+                    return Err(Refusal::Unusable("entry is truncated"));
+                }
                 header_len = Some(len);
                 want = len;
             }
@@ -150,7 +154,8 @@ impl ObjectBody {
             owner: Some((inner, path, head.e_tag)),
         };
         let rest = head.rest;
-        // Cannot fail: at most one part of the object is known at this point.
+        // The object's length was checked against its header, so this fails only if the
+        // server sends more than it said.
         if let Err(why) = body.absorb(rest) {
             body.done = true;
             body.fail(why);
