@@ -87,8 +87,16 @@
 //! [staging TTL](S3StoreBuilder::staging_ttl); [`sweep_every`](S3StoreBuilder::sweep_every)
 //! runs it periodically. A bucket lifecycle rule can also expire old objects.
 //!
-//! There is no size bound: a bucket holds what it is given, and expiry plus the sweep keep
-//! it to the live entries.
+//! # Size bound
+//!
+//! A bucket holds what it is given, and by default the store leaves it at that (expiry, the
+//! sweep or a lifecycle rule keep it to live entries). With
+//! [`max_size_bytes`](S3StoreBuilder::max_size_bytes) it keeps, in memory, an account of the
+//! entries' sizes and last uses, seeded at [`build`](S3StoreBuilder::build) by one listing of
+//! the bucket (oldest change first) and kept up by this process's commits, reads, updates and
+//! removals; a commit that takes the total over the bound deletes the least recently used
+//! keys. The account is per process: entries another process writes are counted once this
+//! one reads them (or at its next start), so with several writers the bound is approximate.
 //!
 //! # Failures
 //!
@@ -100,7 +108,7 @@
 //! needs a tokio runtime.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use cache_policy::ParsedResponse;
@@ -109,6 +117,7 @@ use object_store::ObjectStore;
 use crate::codec::EntryMeta;
 use crate::{BoxFuture, Entries, EntryWriter, Store, StoreError, VariantId, WriteOptions};
 
+mod bound;
 mod config;
 #[cfg(not(feature = "s3-tls"))]
 mod http;
@@ -182,6 +191,8 @@ struct Inner {
     /// Bodies up to this many bytes are read whole on `get`; larger ones stream.
     inline_body: usize,
     staging_ttl: Duration,
+    /// The size bound's account, with `max_size_bytes`.
+    account: Option<Mutex<bound::Account>>,
 }
 
 /// Configures an [`S3Store`]; see [`S3Store::builder`].
@@ -195,6 +206,7 @@ pub struct S3StoreBuilder {
     staging_ttl: Duration,
     timeout: Duration,
     sweep_every: Option<Duration>,
+    max_size_bytes: Option<u64>,
 }
 
 impl S3StoreBuilder {
@@ -247,6 +259,13 @@ impl S3StoreBuilder {
         self
     }
 
+    /// Keeps the store's size near `bytes` by evicting the least recently used keys (see
+    /// [Size bound](self#size-bound)). Default: none.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = Some(bytes);
+        self
+    }
+
     /// Parses the URL, configures the client and lists the prefix once; fails (within about
     /// the timeout) when the URL is malformed, the server cannot be reached, the bucket does
     /// not exist or the credentials are refused.
@@ -262,6 +281,9 @@ impl S3StoreBuilder {
             queue_parts: self.write_queue_parts,
             inline_body: self.inline_body,
             staging_ttl: self.staging_ttl,
+            account: self
+                .max_size_bytes
+                .map(|max| Mutex::new(bound::Account::new(max))),
         });
         // One request now, so that a wrong setting fails here rather than at the first hit.
         inner
@@ -269,6 +291,7 @@ impl S3StoreBuilder {
             .list_with_delimiter(Some(inner.layout.root()))
             .await
             .map_err(|e| inner.failure("listing the prefix", e))?;
+        inner.seed_account().await?;
         if let Some(period) = self.sweep_every {
             let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
                 StoreError::unavailable("the S3 store's periodic sweep needs a tokio runtime")
@@ -304,6 +327,7 @@ impl fmt::Debug for S3StoreBuilder {
             .field("staging_ttl", &self.staging_ttl)
             .field("timeout", &self.timeout)
             .field("sweep_every", &self.sweep_every)
+            .field("max_size_bytes", &self.max_size_bytes)
             .finish()
     }
 }
@@ -317,7 +341,7 @@ impl S3Store {
 
     /// A builder for a store at `url`, with the defaults: 64 MiB bodies, 5 MiB parts, a
     /// queue of one part, bodies up to 64 KiB read whole, a staging TTL of one hour, a 2 s
-    /// timeout, no periodic sweep.
+    /// timeout, no periodic sweep, no size bound.
     pub fn builder(url: impl Into<String>) -> S3StoreBuilder {
         S3StoreBuilder {
             url: url.into(),
@@ -328,6 +352,7 @@ impl S3Store {
             staging_ttl: Duration::from_secs(3600),
             timeout: Duration::from_secs(2),
             sweep_every: None,
+            max_size_bytes: None,
         }
     }
 

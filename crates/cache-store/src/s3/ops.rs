@@ -78,11 +78,18 @@ impl Inner {
     }
 
     pub(super) async fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
-        let objects = self.list(&self.layout.key_dir(key)).await?;
+        let dir = self.layout.key_dir(key);
+        let objects = self.list(&dir).await?;
         let mut entries = Vec::with_capacity(objects.len());
+        let dir = dir.to_string();
         for object in objects {
-            if let Some(entry) = self.open(key, object).await? {
-                entries.push(entry);
+            let (path, size) = (object.location.clone(), object.size);
+            match self.open(key, object).await? {
+                Some(entry) => {
+                    self.account(|a| a.record(&dir, path.as_ref(), size));
+                    entries.push(entry);
+                }
+                None => self.account(|a| a.forget_object(&dir, path.as_ref())),
             }
         }
         Ok(entries.into())
@@ -181,7 +188,12 @@ impl Inner {
             };
             match self.rewrite(&path, &meta, head, version).await {
                 Err(StoreError::Unavailable(e)) if e.to_string().contains(RACED) => continue,
-                other => return other,
+                Ok(size) => {
+                    let dir = self.layout.key_dir(key).to_string();
+                    self.account(|a| a.record(&dir, path.as_ref(), size));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
         }
         // The variant keeps changing under us: the newer writes win, and this update is moot.
@@ -198,9 +210,10 @@ impl Inner {
         meta: &EntryMeta,
         mut head: Head,
         version: UpdateVersion,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let header = codec::encode_header(meta)?;
-        if meta.encoded_len(header.len()) > self.part_size as u64 {
+        let size = meta.encoded_len(header.len());
+        if size > self.part_size as u64 {
             let check = None;
             let rest = std::mem::take(&mut head.rest);
             let source = futures_util::stream::once(async move { Ok(rest) })
@@ -208,7 +221,8 @@ impl Inner {
                 .boxed();
             // The copy's own checksum is not known here (it includes the trailer): the
             // object's trailer travels with the body, and readers verify both.
-            return upload::copy(self, path, &header, source, &[], check).await;
+            upload::copy(self, path, &header, source, &[], check).await?;
+            return Ok(size);
         }
         let body = match read::read_small(self, &mut head).await {
             Ok(body) => body,
@@ -229,7 +243,7 @@ impl Inner {
         };
         let options = PutOptions::from(mode);
         match self.store.put_opts(path, payload, options).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(size),
             Err(
                 object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
             ) => Err(StoreError::unavailable(RACED)),
@@ -242,20 +256,27 @@ impl Inner {
         key: &str,
         variant: Option<&VariantId>,
     ) -> Result<(), StoreError> {
+        let dir = self.layout.key_dir(key);
         match variant {
             Some(variant) => {
-                self.delete_all(vec![self.layout.variant(key, variant)])
-                    .await
+                let path = self.layout.variant(key, variant);
+                self.account(|a| a.forget_object(dir.as_ref(), path.as_ref()));
+                self.delete_all(vec![path]).await
             }
-            None => {
-                let objects = self.list(&self.layout.key_dir(key)).await?;
-                self.delete_all(objects.into_iter().map(|o| o.location).collect())
-                    .await
-            }
+            None => self.remove_dir(&dir).await,
         }
     }
 
+    /// Deletes every object under `dir` (a key's variants).
+    pub(super) async fn remove_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        self.account(|a| a.forget_dir(dir.as_ref()));
+        let objects = self.list(dir).await?;
+        self.delete_all(objects.into_iter().map(|o| o.location).collect())
+            .await
+    }
+
     pub(super) async fn clear(&self) -> Result<(), StoreError> {
+        self.account(|a| a.clear());
         let objects = self.list(self.layout.root()).await?;
         self.delete_all(objects.into_iter().map(|o| o.location).collect())
             .await
@@ -289,6 +310,13 @@ impl Inner {
                 }
             }
         }
+        self.account(|a| {
+            for path in &doomed {
+                if let Some(dir) = path.parent() {
+                    a.forget_object(dir.as_ref(), path.as_ref());
+                }
+            }
+        });
         self.delete_all(doomed).await?;
         Ok(sweep)
     }

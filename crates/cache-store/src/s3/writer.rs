@@ -32,6 +32,8 @@ pub(super) struct S3Writer {
     /// The announced body length, when the header (which carries it) went first into the
     /// first part: the parts then go straight to the entry's object.
     declared: Option<u64>,
+    /// The length of the header written first (with `declared`).
+    header_len: usize,
     /// The staging object, once a body of unknown length outgrew one part.
     staging: Option<Path>,
     /// The part being filled (at most `part_size` bytes).
@@ -71,6 +73,7 @@ impl S3Writer {
             meta,
             path,
             declared,
+            header_len: header.len(),
             staging: None,
             buf,
             crc: BodyChecksum::new(),
@@ -166,8 +169,9 @@ impl S3Writer {
         }
     }
 
-    /// The header with the final body length, the body and the trailer as one PUT.
-    async fn put_whole(&mut self, trailer: [u8; 4]) -> Result<(), StoreError> {
+    /// The header with the final body length, the body and the trailer as one PUT; the
+    /// object's size.
+    async fn put_whole(&mut self, trailer: [u8; 4]) -> Result<u64, StoreError> {
         let mut parts = Vec::with_capacity(3);
         if self.declared.is_none() {
             self.meta.body_len = self.len;
@@ -175,16 +179,18 @@ impl S3Writer {
         }
         parts.push(self.buf.split().freeze());
         parts.push(Bytes::copy_from_slice(&trailer));
+        let size = parts.iter().map(|p| p.len() as u64).sum();
         let payload: PutPayload = parts.into_iter().collect();
         self.inner
             .store
             .put(&self.path, payload)
             .await
-            .map(drop)
+            .map(|_| size)
             .map_err(|e| self.inner.failure("storing an entry", e))
     }
 
-    async fn commit_inner(&mut self) -> Result<(), StoreError> {
+    /// Publishes the entry; its object's size.
+    async fn commit_inner(&mut self) -> Result<u64, StoreError> {
         if let Some(error) = self.refused() {
             return Err(error);
         }
@@ -201,7 +207,8 @@ impl S3Writer {
             }
             let mut last = self.buf.split();
             last.extend_from_slice(&trailer);
-            return self.finish_upload(last.freeze()).await;
+            self.finish_upload(last.freeze()).await?;
+            return Ok(self.meta.encoded_len(self.header_len));
         }
         let Some(staging) = self.staging.clone() else {
             return self.put_whole(trailer).await;
@@ -221,7 +228,8 @@ impl S3Writer {
                 .map_err(|e| self.inner.failure("reading a staged body", e))?
                 .into_stream();
             let check = Some((self.len, trailer));
-            upload::copy(&self.inner, &self.path, &header, staged, &trailer, check).await
+            upload::copy(&self.inner, &self.path, &header, staged, &trailer, check).await?;
+            Ok(self.meta.encoded_len(header.len()))
         }
         .await;
         // Best effort: a staging object left behind is removed by `sweep`.
@@ -293,6 +301,11 @@ impl EntryWriter for S3Writer {
     }
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
-        Box::pin(async move { self.commit_inner().await })
+        Box::pin(async move {
+            let size = self.commit_inner().await?;
+            let inner = self.inner.clone();
+            inner.committed(&self.meta.key, &self.path, size).await;
+            Ok(())
+        })
     }
 }
