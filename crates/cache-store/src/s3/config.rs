@@ -222,7 +222,12 @@ pub(super) fn failure(shown: &str, what: &str, error: object_store::Error) -> St
         "InvalidAccessKeyId",
         "AccessDenied",
     ];
-    let hint = if matches!(
+    let hint = if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+        // object_store fell back to the instance metadata service for credentials.
+        " (no credentials were given, and none came from the instance metadata service: set \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the URL's access_key_id and \
+         secret_access_key)"
+    } else if matches!(
         error,
         E::PermissionDenied { .. } | E::Unauthenticated { .. }
     ) || refused.iter().any(|code| text.contains(code))

@@ -20,9 +20,9 @@ use object_store::client::{
 };
 use object_store::ClientOptions;
 
-/// Makes [`Plain`] clients, with `timeout` for connecting, for each response's head (plus a
-/// second per MiB of the request's body, which goes out first), and four times `timeout` for
-/// each wait for more of a response's body.
+/// Makes [`Plain`] clients, with `timeout` for connecting, and four times that for each
+/// response's head (plus a second per MiB of the request's body, which goes out first) and
+/// for each wait for more of a response's body.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PlainConnector {
     pub(super) timeout: Duration,
@@ -55,9 +55,11 @@ struct Plain {
 #[async_trait::async_trait]
 impl HttpService for Plain {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        // A part upload sends megabytes before the answer can come: at least 1 MiB/s.
+        // As long as for more of a body (a server may take a while to complete a multipart
+        // upload), and a part upload sends megabytes before the answer can come: at least
+        // 1 MiB/s.
         let upload = request.body().content_length() as u64 >> 20;
-        let wait = self.timeout + Duration::from_secs(upload);
+        let wait = self.timeout.saturating_mul(4) + Duration::from_secs(upload);
         let answer = tokio::time::timeout(wait, self.client.request(request)).await;
         let response = match answer {
             Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),

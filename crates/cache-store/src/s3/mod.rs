@@ -100,9 +100,9 @@
 //!
 //! # Failures
 //!
-//! Connecting and each request's answer are bounded by [`timeout`](S3StoreBuilder::timeout)
-//! (2 s, and a second more per MiB a request uploads), each wait for more of a body by four
-//! times that, with two quick retries, so a server that is down makes operations fail with
+//! Connecting is bounded by [`timeout`](S3StoreBuilder::timeout) (2 s), each wait for an
+//! answer and for more of a body by four times that (an answer to an upload gets a second
+//! more per MiB sent), with two quick retries, so a server that is down makes operations fail with
 //! [`StoreError::Unavailable`] within seconds; once it is back the next operation works,
 //! without rebuilding the store. Nothing from the network is unwrapped. Every operation
 //! needs a tokio runtime.
@@ -246,7 +246,8 @@ impl S3StoreBuilder {
         self
     }
 
-    /// The longest wait for connecting, and for each answer's head. Default: 2 s.
+    /// The longest wait for connecting; each wait for an answer, or for more of a body, is
+    /// bounded by four times this (see [Failures](self#failures)). Default: 2 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
         self

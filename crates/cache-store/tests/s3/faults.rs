@@ -238,7 +238,12 @@ async fn a_server_stalling_mid_body_ends_the_body_in_an_error_instead_of_a_hang(
         .await
         .expect("the read hung");
     let error = read.expect_err("a body read through a stalled server");
-    assert!(error.to_string().contains("sent nothing"), "{error}");
+    // Our plain client's words, or reqwest's (with s3-tls).
+    let error = error.to_string();
+    assert!(
+        error.contains("sent nothing") || error.contains("timed out"),
+        "{error}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
