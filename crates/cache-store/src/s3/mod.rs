@@ -75,9 +75,11 @@
 //! at most `(write_queue_parts + 2) × part_size` body bytes: the part being filled, the
 //! queue, and the part being uploaded (15 MiB by default; S3's 5 MiB minimum part makes the
 //! bound larger than the other backends'). When the queue is full the write fails with
-//! [`StoreError::Unavailable`] and the upload is aborted;
-//! [`EntryWriter::poll_ready`] is pending while it is full, so
-//! a caller that polls it slows the origin to S3's pace instead.
+//! [`StoreError::Unavailable`] and the upload is aborted.
+//! [`EntryWriter::poll_ready`] is pending while the queue is full, and while the part being
+//! filled is full and the previous one is still being uploaded: a caller that polls it before
+//! each write slows the origin to S3's pace and holds at most two parts (10 MiB by default)
+//! and the chunk it writes.
 //!
 //! # Expiry
 //!

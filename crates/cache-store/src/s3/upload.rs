@@ -1,6 +1,7 @@
 //! A multipart upload fed part by part: the background task of a writer whose body needs more
 //! than one part, and the copy of an object into a new one (a staged body, an update).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
@@ -26,15 +27,23 @@ pub(super) enum Part {
 /// Where the task leaves why it stopped early, for the writer's next call.
 pub(super) type Failure = Arc<Mutex<Option<String>>>;
 
-/// The waker of a writer waiting in `poll_ready` for room in its queue.
-pub(super) type Waiting = Arc<Mutex<Option<Waker>>>;
+/// What a writer's `poll_ready` waits on: the parts handed to the task and not yet uploaded,
+/// and the waker to call when that changes.
+#[derive(Default)]
+pub(super) struct Signal {
+    pub(super) waker: Mutex<Option<Waker>>,
+    /// Parts queued or being uploaded.
+    pub(super) busy: AtomicUsize,
+}
+
+pub(super) type Waiting = Arc<Signal>;
 
 pub(super) fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(super) fn wake(waiting: &Waiting) {
-    if let Some(waker) = lock(waiting).take() {
+    if let Some(waker) = lock(&waiting.waker).take() {
         waker.wake();
     }
 }
@@ -102,6 +111,9 @@ async fn feed(
         if last {
             return Ok(());
         }
+        // One part fewer held: a writer waiting for the upload to catch up may go on.
+        waiting.busy.fetch_sub(1, Ordering::SeqCst);
+        wake(waiting);
     }
 }
 

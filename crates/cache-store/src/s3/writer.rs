@@ -1,6 +1,7 @@
 //! The writing side: [`S3Writer`] fills one part at a time and hands full parts to a
 //! background multipart upload through a bounded queue; a body that fits one part is one PUT.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -136,6 +137,7 @@ impl S3Writer {
         let Some(queue) = &self.queue else {
             return Err(self.fail("the S3 background upload is gone".into()));
         };
+        self.waiting.busy.fetch_add(1, Ordering::SeqCst);
         match queue.try_send(Part::Middle(part)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -275,9 +277,11 @@ impl EntryWriter for S3Writer {
         Ok(())
     }
 
-    /// Pending while the queue to the background upload is full (the next write may fill a
-    /// part and need a slot); an error once the entry was abandoned. A stalled server does
-    /// not keep it pending for ever: the upload's request times out and the entry fails.
+    /// Pending while the queue to the background upload is full, and while the part being
+    /// filled is full and the previous one is still being uploaded (so that a writer polled
+    /// before each write holds at most two parts); an error once the entry was abandoned. A
+    /// stalled server does not keep it pending for ever: the upload's request times out and
+    /// the entry fails.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
         if let Some(error) = self.refused() {
             return Poll::Ready(Err(error));
@@ -285,16 +289,20 @@ impl EntryWriter for S3Writer {
         let Some(queue) = &self.queue else {
             return Poll::Ready(Ok(()));
         };
-        if queue.capacity() > 0 {
+        let full = self.buf.len() >= self.inner.part_size;
+        let ready = |queue: &mpsc::Sender<Part>, busy: &std::sync::atomic::AtomicUsize| {
+            queue.capacity() > 0 && !(full && busy.load(Ordering::SeqCst) > 0)
+        };
+        if ready(queue, &self.waiting.busy) {
             return Poll::Ready(Ok(()));
         }
-        *lock(&self.waiting) = Some(cx.waker().clone());
-        // The task may have taken a part, or stopped, since the first look.
+        *lock(&self.waiting.waker) = Some(cx.waker().clone());
+        // The task may have taken or uploaded a part, or stopped, since the first look.
         if queue.is_closed() {
             let why = self.job_failure();
             return Poll::Ready(Err(self.fail(why)));
         }
-        if queue.capacity() > 0 {
+        if ready(queue, &self.waiting.busy) {
             return Poll::Ready(Ok(()));
         }
         Poll::Pending
