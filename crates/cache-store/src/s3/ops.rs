@@ -80,11 +80,15 @@ impl Inner {
     pub(super) async fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
         let dir = self.layout.key_dir(key);
         let objects = self.list(&dir).await?;
-        let mut entries = Vec::with_capacity(objects.len());
         let dir = dir.to_string();
-        for object in objects {
+        // The variants' GETs go out together: a read costs one LIST and one GET's latency.
+        let opened = objects.into_iter().map(|object| {
             let (path, size) = (object.location.clone(), object.size);
-            match self.open(key, object).await? {
+            async move { (path, size, self.open(key, object).await) }
+        });
+        let mut entries = Vec::new();
+        for (path, size, opened) in futures_util::future::join_all(opened).await {
+            match opened? {
                 Some(entry) => {
                     self.account(|a| a.record(&dir, path.as_ref(), size));
                     entries.push(entry);
