@@ -8,7 +8,7 @@
 //! `unparsed` function reads a plain `StoredResponse`, parsing its header values on each
 //! lookup (what a store that deserializes entries pays).
 //!
-//! Run: `cargo bench --bench policy -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p cache-benches --bench policy -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
