@@ -12,7 +12,8 @@
 //! `s3://BUCKET[/PREFIX][?PARAMETERS]`. Settings come from the usual `AWS_*` environment
 //! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 //! `AWS_ENDPOINT_URL`, `AWS_REGION`...), and the URL's query parameters override them:
-//! `endpoint` (`http://HOST:PORT`; an `http://` endpoint means plain HTTP), `region`,
+//! `endpoint` (`http://HOST:PORT`; an `http://` endpoint means plain HTTP, so
+//! `AWS_ALLOW_HTTP` is not needed and not read), `region`,
 //! `access_key_id`, `secret_access_key`, `session_token`, `virtual_hosted_style_request`
 //! (default: path-style requests, which S3-compatible servers want), `skip_signature`.
 //! Values are percent-decoded. [`build`](S3StoreBuilder::build) lists the prefix once, so
