@@ -510,3 +510,50 @@ async fn a_body_being_streamed_survives_its_entry_being_replaced_and_is_swept_la
         .expect("count");
     assert_eq!(left, 0);
 }
+
+/// The size bound reads a total kept by triggers, not a sum over every entry: after commits,
+/// replacements, removals, updates and evictions by two stores on one file, it still equals
+/// the sum of the published entries' sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_total_size_equals_the_sum_of_the_published_entries() {
+    let (_dir, path) = temp_db();
+    let bounded = || {
+        SqliteStore::builder(&path)
+            .max_size_bytes(2 << 20)
+            .build()
+            .expect("build")
+    };
+    let (a, b) = (bounded(), bounded());
+    let sum = || -> u64 {
+        raw(&path)
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM entries WHERE committed = 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("sum") as u64
+    };
+    for i in 0..40u64 {
+        let key = format!("{KEY}/{}", i % 13);
+        let store = if i % 2 == 0 { &a } else { &b };
+        let language = ["en", "fr"][(i % 2) as usize];
+        put(
+            store,
+            &key,
+            Some(language),
+            i,
+            (i as usize % 5) * 100 * 1024 + 10,
+        )
+        .await;
+        if i % 7 == 0 {
+            store
+                .remove(&format!("{KEY}/{}", i % 5), None)
+                .await
+                .expect("remove");
+        }
+        assert_eq!(a.size_bytes().expect("size"), sum(), "after write {i}");
+    }
+    assert!(sum() <= 2 << 20, "the bound held: {}", sum());
+    b.clear().await.expect("clear");
+    assert_eq!(a.size_bytes().expect("size"), 0);
+}

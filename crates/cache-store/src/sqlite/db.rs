@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::sql::{
     create_private_file, delete_entry, delete_expired, enforce_bound, ids_of, lock, next_tick,
-    now_ms, open_file, retire_entry, sweep_retired, to_i64, total_size, OrUnavailable, SCHEMA,
-    SCHEMA_VERSION,
+    now_ms, open_file, retire_entry, sweep_retired, to_i64, total_size, Cached, OrUnavailable,
+    SCHEMA, SCHEMA_VERSION,
 };
 use crate::StoreError;
 
@@ -72,7 +72,11 @@ impl Db {
         stale_age: Duration,
     ) -> Result<Db, StoreError> {
         let writer = match path {
-            None => Connection::open_in_memory().db()?,
+            None => {
+                let conn = Connection::open_in_memory().db()?;
+                conn.set_prepared_statement_cache_capacity(64);
+                conn
+            }
             Some(path) => {
                 create_private_file(path)?;
                 let conn = open_file(path, busy_timeout)?;
@@ -152,9 +156,9 @@ impl Db {
     pub(super) fn published(&self, key: &str, small: usize) -> Result<Vec<Row>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT e.id, e.variant, e.header, e.body_len, e.body_crc, e.expires_ms, c.data
-                     FROM entries e
+                     FROM entries e INDEXED BY entries_published
                      LEFT JOIN chunks c ON c.entry_id = e.id AND c.seq = 0 AND e.body_len <= ?2
                      WHERE e.key = ?1 AND e.committed = 1",
                 )
@@ -185,7 +189,7 @@ impl Db {
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT seq, data FROM chunks
                      WHERE entry_id = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq",
                 )
@@ -222,7 +226,7 @@ impl Db {
         }
         let first = next_tick(tx)?;
         let mut stmt = tx
-            .prepare("UPDATE entries SET last_access = ?2 WHERE id = ?1 AND committed = 1")
+            .prepare_cached("UPDATE entries SET last_access = ?2 WHERE id = ?1 AND committed = 1")
             .db()?;
         for (tick, id) in (first..).zip(touched) {
             stmt.execute(params![id, tick]).db()?;
@@ -238,7 +242,7 @@ impl Db {
         header: &[u8],
     ) -> Result<i64, StoreError> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO entries (key, variant, committed, header, expires_ms, started_ms)
                  VALUES (?1, ?2, 0, ?3, 0, ?4)",
                 params![key, variant, header, now_ms()],
@@ -251,7 +255,7 @@ impl Db {
     /// Stores one chunk of a staged write.
     pub(super) fn insert_chunk(&self, id: i64, seq: i64, data: &[u8]) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO chunks (entry_id, seq, data) VALUES (?1, ?2, ?3)",
                 params![id, seq, data],
             )
@@ -263,9 +267,9 @@ impl Db {
     /// Deletes a staged write that will not be committed (its chunks and its staging row).
     pub(super) fn discard(&self, id: i64) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.execute("DELETE FROM chunks WHERE entry_id = ?1", [id])
+            tx.execute_cached("DELETE FROM chunks WHERE entry_id = ?1", [id])
                 .db()?;
-            tx.execute("DELETE FROM entries WHERE id = ?1 AND committed = 0", [id])
+            tx.execute_cached("DELETE FROM entries WHERE id = ?1 AND committed = 0", [id])
                 .db()?;
             Ok(())
         })
@@ -287,7 +291,7 @@ impl Db {
             let id = match done.staged {
                 Some(id) => {
                     let updated = tx
-                        .execute(
+                        .execute_cached(
                             "UPDATE entries SET committed = 1, header = ?2, body_len = ?3,
                                  body_crc = ?4, expires_ms = ?5, last_access = ?6, size = ?7
                              WHERE id = ?1 AND committed = 0",
@@ -311,7 +315,7 @@ impl Db {
                     id
                 }
                 None => {
-                    tx.execute(
+                    tx.execute_cached(
                         "INSERT INTO entries (key, variant, committed, header, body_len,
                              body_crc, expires_ms, last_access, size, started_ms)
                          VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -332,7 +336,7 @@ impl Db {
                 }
             };
             if !done.tail.is_empty() {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO chunks (entry_id, seq, data) VALUES (?1, ?2, ?3)",
                     params![id, done.tail_seq, &done.tail[..]],
                 )
@@ -354,7 +358,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             let row: Option<(i64, Vec<u8>, i64)> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT id, header, body_len FROM entries
                      WHERE key = ?1 AND variant = ?2 AND committed = 1",
                     params![key, variant],
@@ -370,7 +374,7 @@ impl Db {
                 Update::Damaged => return delete_entry(tx, id),
                 Update::Replace { header, expires_ms } => {
                     let size = to_i64(header.len() as u64).saturating_add(body_len);
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE entries SET header = ?2, expires_ms = ?3, size = ?4 WHERE id = ?1",
                         params![id, header, expires_ms, size],
                     )
@@ -406,7 +410,7 @@ impl Db {
     pub(super) fn clear(&self) -> Result<(), StoreError> {
         lock(&self.touched).clear();
         self.write(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE entries SET committed = 2, started_ms = ?1 WHERE committed = 1",
                 [now_ms()],
             )
@@ -431,12 +435,12 @@ impl Db {
         let age = i64::try_from(stale_age.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(age);
         self.write(|tx| {
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM entries WHERE committed = 0 AND started_ms <= ?1",
                 [before],
             )
             .db()?;
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM chunks WHERE entry_id NOT IN (SELECT id FROM entries)",
                 [],
             )
