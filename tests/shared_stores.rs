@@ -1,10 +1,15 @@
 //! Issue 10: two cache instances (as two processes of a fleet would: each its own layer and
 //! its own store handle) pointed at one shared store by its URL: one SQLite file, one Redis
-//! server, one Redis Cluster. A response stored through one is a hit through the other, and
-//! an unsafe request through one invalidates for the other.
+//! server, one Redis Cluster, one S3 bucket. A response stored through one is a hit through the
+//! other, and an unsafe request through one invalidates for the other.
 //!
-//! The Redis tests read `REDIS_URL` and `REDIS_CLUSTER_URL` (set by `scripts/test.sh`); without
-//! them they say so and skip, except under `CI=true`, where a missing server is a failure.
+//! The Redis and S3 tests read `REDIS_URL`, `REDIS_CLUSTER_URL` and the `S3_*` variables (set
+//! by `scripts/test.sh`); without them they say so and skip, except under `CI=true`, where a
+//! missing server is a failure.
+
+#[path = "support/s3_server.rs"]
+#[allow(dead_code)] // the relay is for the fault tests
+mod s3_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -120,5 +125,16 @@ async fn two_instances_on_one_redis_server_share_one_cache() {
 async fn two_instances_on_one_redis_cluster_share_one_cache() {
     if let Some(url) = server("REDIS_CLUSTER_URL") {
         two_instances_share_one_cache(&with_fresh_prefix(&url)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_on_one_s3_bucket_share_one_cache() {
+    if let Some(s3) = s3_server::S3::from_env() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let prefix = format!("fleet-{}-{nanos}", std::process::id());
+        two_instances_share_one_cache(&s3.url(&prefix)).await;
     }
 }

@@ -15,6 +15,8 @@
 
 #[path = "support/redis_servers.rs"]
 mod redis_servers;
+#[path = "support/s3_server.rs"]
+mod s3_server;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -279,6 +281,26 @@ async fn a_redis_cluster_node_killed_under_load_costs_only_hits_and_caching_resu
             cluster.nodes[1].start().await;
             cluster.wait_until_ok().await;
         },
+    )
+    .await;
+}
+
+/// Fault: the S3 server goes away mid-run (a relay in front of it refuses connections and cuts
+/// the open ones) and comes back on the same address with its objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_server_gone_under_load_costs_only_hits_and_caching_resumes() {
+    let Some(s3) = s3_server::S3::from_env() else {
+        return;
+    };
+    let relay = s3_server::Relay::start(&s3.endpoint).await;
+    let url = s3.url_via(&relay.endpoint(), &format!("faults-{}", std::process::id()));
+    let relay = Arc::new(tokio::sync::Mutex::new(relay));
+    let (a, b) = (relay.clone(), relay.clone());
+    kill_and_restart_under_load(
+        "s3",
+        &url,
+        move || a.try_lock().expect("not in use").down(),
+        move || async move { b.lock().await.up().await },
     )
     .await;
 }
