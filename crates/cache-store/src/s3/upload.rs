@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, PutMultipartOptions, PutPayload};
@@ -19,9 +19,9 @@ use crate::StoreError;
 /// What a writer sends its task.
 pub(super) enum Part {
     /// A full part (at least the 5 MiB S3 wants of every part but the last).
-    Middle(Bytes),
+    Middle(PutPayload),
     /// The last part (maybe empty): complete the upload.
-    Last(Bytes),
+    Last(PutPayload),
 }
 
 /// Where the task leaves why it stopped early, for the writer's next call.
@@ -95,10 +95,10 @@ async fn feed(
             Some(up) => up,
             None => upload.insert(start(inner, path).await?),
         };
-        let sent = if bytes.is_empty() {
+        let sent = if bytes.content_length() == 0 {
             Ok(())
         } else {
-            up.put_part(PutPayload::from(bytes)).await
+            up.put_part(bytes).await
         };
         let finished = match sent {
             Ok(()) if last => up.complete().await.map(drop),

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::mpsc;
@@ -37,8 +37,10 @@ pub(super) struct S3Writer {
     header_len: usize,
     /// The staging object, once a body of unknown length outgrew one part.
     staging: Option<Path>,
-    /// The part being filled (at most `part_size` bytes).
-    buf: BytesMut,
+    /// The part being filled (at most `part_size` bytes), as the chunks written: the writer
+    /// keeps the caller's buffers instead of copying them into one of 5 MiB (whose
+    /// allocations, freed, stayed resident: +23 MiB for a 1 GiB body against +10 MiB held).
+    part: PartBuf,
     crc: BodyChecksum,
     len: u64,
     queue: Option<mpsc::Sender<Part>>,
@@ -56,15 +58,14 @@ impl S3Writer {
         content_length: Option<u64>,
     ) -> Result<Self, StoreError> {
         let path = inner.layout.variant(&meta.key, &meta.variant);
-        let mut buf = BytesMut::new();
+        let mut part = PartBuf::default();
         let mut declared = None;
         meta.body_len = content_length.unwrap_or(0);
         // Encoded now so that metadata that cannot be stored fails before any byte is written.
         let header = codec::encode_header(&meta)?;
         if let Some(len) = content_length {
             if meta.encoded_len(header.len()) > inner.part_size as u64 {
-                buf.reserve(inner.part_size);
-                buf.extend_from_slice(&header);
+                part.push(Bytes::copy_from_slice(&header));
                 declared = Some(len);
             }
         }
@@ -76,7 +77,7 @@ impl S3Writer {
             declared,
             header_len: header.len(),
             staging: None,
-            buf,
+            part,
             crc: BodyChecksum::new(),
             len: 0,
             queue: None,
@@ -90,7 +91,7 @@ impl S3Writer {
     /// Fails the entry: the task (if any) sees its queue closed and aborts the upload.
     fn fail(&mut self, why: String) -> StoreError {
         self.queue = None;
-        self.buf = BytesMut::new();
+        self.part = PartBuf::default();
         self.state = State::Failed(why.clone());
         StoreError::unavailable(why)
     }
@@ -113,7 +114,7 @@ impl S3Writer {
 
     /// Hands the full part to the background upload, starting it if needed. Never blocks.
     fn hand_off(&mut self) -> Result<(), StoreError> {
-        let part = self.buf.split().freeze();
+        let part = self.part.take();
         if self.queue.is_none() {
             let target = match self.declared {
                 Some(_) => self.path.clone(),
@@ -156,7 +157,7 @@ impl S3Writer {
     }
 
     /// Sends the last part and waits until the background upload completed (or failed).
-    async fn finish_upload(&mut self, last: Bytes) -> Result<(), StoreError> {
+    async fn finish_upload(&mut self, last: PutPayload) -> Result<(), StoreError> {
         if let Some(queue) = self.queue.take() {
             if queue.send(Part::Last(last)).await.is_err() {
                 return Err(StoreError::unavailable(self.job_failure()));
@@ -179,7 +180,7 @@ impl S3Writer {
             self.meta.body_len = self.len;
             parts.push(Bytes::from(codec::encode_header(&self.meta)?));
         }
-        parts.push(self.buf.split().freeze());
+        parts.extend(self.part.take_chunks());
         parts.push(Bytes::copy_from_slice(&trailer));
         let size = parts.iter().map(|p| p.len() as u64).sum();
         let payload: PutPayload = parts.into_iter().collect();
@@ -207,9 +208,9 @@ impl S3Writer {
             if self.queue.is_none() {
                 return self.put_whole(trailer).await;
             }
-            let mut last = self.buf.split();
-            last.extend_from_slice(&trailer);
-            self.finish_upload(last.freeze()).await?;
+            self.part.push(Bytes::copy_from_slice(&trailer));
+            let last = self.part.take();
+            self.finish_upload(last).await?;
             return Ok(self.meta.encoded_len(self.header_len));
         }
         let Some(staging) = self.staging.clone() else {
@@ -217,7 +218,7 @@ impl S3Writer {
         };
         // A body of unknown length, staged: now that its length is known, the entry is the
         // header followed by a copy of the staged body.
-        let last = self.buf.split().freeze();
+        let last = self.part.take();
         let result = async {
             self.finish_upload(last).await?;
             self.meta.body_len = self.len;
@@ -249,7 +250,7 @@ impl EntryWriter for S3Writer {
         self.len = self.len.saturating_add(chunk.len() as u64);
         if self.len > limit {
             self.queue = None;
-            self.buf = BytesMut::new();
+            self.part = PartBuf::default();
             self.state = State::TooLarge;
             return Err(StoreError::TooLarge { limit });
         }
@@ -260,19 +261,15 @@ impl EntryWriter for S3Writer {
         }
         self.crc.update(&chunk);
         let size = self.inner.part_size;
-        let mut rest = &chunk[..];
+        let mut rest = chunk;
         while !rest.is_empty() {
             // A full part is handed off only when more bytes come, so that a body of exactly
             // one part is still one PUT.
-            if self.buf.len() >= size {
+            if self.part.len >= size {
                 self.hand_off()?;
             }
-            if self.buf.capacity() == 0 {
-                self.buf.reserve(size.min(rest.len().max(64 << 10)));
-            }
-            let take = rest.len().min(size - self.buf.len());
-            self.buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
+            let take = rest.len().min(size - self.part.len);
+            self.part.push(rest.split_to(take));
         }
         Ok(())
     }
@@ -289,7 +286,7 @@ impl EntryWriter for S3Writer {
         let Some(queue) = &self.queue else {
             return Poll::Ready(Ok(()));
         };
-        let full = self.buf.len() >= self.inner.part_size;
+        let full = self.part.len >= self.inner.part_size;
         let ready = |queue: &mpsc::Sender<Part>, busy: &std::sync::atomic::AtomicUsize| {
             queue.capacity() > 0 && !(full && busy.load(Ordering::SeqCst) > 0)
         };
@@ -315,5 +312,28 @@ impl EntryWriter for S3Writer {
             inner.committed(&self.meta.key, &self.path, size).await;
             Ok(())
         })
+    }
+}
+
+/// The chunks of the part being filled, and their total length.
+#[derive(Default)]
+struct PartBuf {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl PartBuf {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    fn take_chunks(&mut self) -> Vec<Bytes> {
+        self.len = 0;
+        std::mem::take(&mut self.chunks)
+    }
+
+    fn take(&mut self) -> PutPayload {
+        self.take_chunks().into_iter().collect()
     }
 }
