@@ -12,12 +12,18 @@
 //! - `sqlite/raw_*`: rusqlite's `SELECT` of a blob of that size by primary key, with a prepared
 //!   statement, on the benchmark's thread: the least a SQLite hit can cost.
 //! - `redis/raw_*`: redis-rs `GET` of a string of that size through a `ConnectionManager`.
+//! - `s3/*` (feature `s3` and the `S3_*` variables of `scripts/s3.sh start DIR`): hits only
+//!   (`hit_1KiB`, `hit_1MiB`); `s3/raw_*`: object_store's `get` of an object of that size,
+//!   bytes collected, through the same client the store uses ([`S3Store::object_store`]).
+//!
+//! [`S3Store::object_store`]: tower_http_cache::store::S3Store::object_store
 //! - `redb/*`: http-cache-tower's `HttpCacheLayer` with http-cache's `RedbManager` (a redb file),
 //!   default options.
 //! - `baseline/miss_1KiB`: the origin alone, with the same unique URLs, to subtract.
 //!
-//! Run: `cargo bench -p cache-benches --features sqlite,redis --bench backends` (with
-//! `REDIS_URL` from `scripts/redis.sh start DIR` for the Redis group).
+//! Run: `cargo bench -p cache-benches --features sqlite,redis,s3 --bench backends` (with
+//! `REDIS_URL` from `scripts/redis.sh start DIR` for the Redis group, the `S3_*` variables
+//! from `scripts/s3.sh start DIR` for the S3 group).
 
 use std::fmt::Debug;
 use std::hint::black_box;
@@ -209,6 +215,74 @@ fn redis(c: &mut Criterion, rt: &Runtime, misses: &AtomicU64) {
     }
 }
 
+#[cfg(feature = "s3")]
+fn s3(c: &mut Criterion, rt: &Runtime) {
+    use object_store::ObjectStoreExt;
+    use tower_http_cache::store::S3Store;
+
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("S3_ENDPOINT") else {
+        println!("s3: skipped, S3_ENDPOINT is not set (scripts/s3.sh start DIR sets it)");
+        return;
+    };
+    let encode = |value: &str| -> String {
+        value
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let url = |prefix: &str| {
+        format!(
+            "s3://{}/{prefix}?endpoint={}&region={}&access_key_id={}&secret_access_key={}",
+            var("S3_BUCKET").unwrap_or_else(|| "http-cache-tests".into()),
+            encode(&endpoint),
+            var("S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            encode(&var("S3_ACCESS_KEY_ID").unwrap_or_default()),
+            encode(&var("S3_SECRET_ACCESS_KEY").unwrap_or_default()),
+        )
+    };
+    let run = format!("bench-{}", std::process::id());
+    let mut group = new_group(c, "s3");
+    let mut opened = Vec::new();
+    for (size, label) in SIZES {
+        let store = rt
+            .block_on(S3Store::open(&url(&format!("{run}/{label}"))))
+            .expect("s3 store");
+        let store = Arc::new(store);
+        opened.push(store.clone());
+        let mut service = CacheLayer::with_shared_store(store.clone()).layer(origin(size));
+        check_stores_and_hits(rt, &mut service, hit_request);
+        bench_sequential(
+            &mut group,
+            rt,
+            &format!("hit_{label}"),
+            &mut service,
+            hit_request,
+        );
+
+        let objects = store.object_store();
+        let path = object_store::path::Path::from(format!("{run}/raw/{label}"));
+        rt.block_on(objects.put(&path, bytes::Bytes::from(vec![b'x'; size]).into()))
+            .expect("put");
+        bench_raw(&mut group, &format!("raw_{label}"), size, || {
+            rt.block_on(async {
+                let got = objects.get(&path).await.expect("get");
+                got.bytes().await.expect("bytes").len()
+            })
+        });
+        let _ = rt.block_on(objects.delete(&path));
+    }
+    group.finish();
+    for store in opened {
+        let _ = rt.block_on(store.clear());
+    }
+}
+
 /// http-cache-tower's `HttpCacheLayer` over http-cache's `RedbManager`.
 fn redb(c: &mut Criterion, rt: &Runtime, misses: &AtomicU64) {
     use http_cache::RedbManager;
@@ -265,6 +339,8 @@ fn benches(c: &mut Criterion) {
     sqlite(c, &rt, &misses);
     #[cfg(feature = "redis")]
     redis(c, &rt, &misses);
+    #[cfg(feature = "s3")]
+    s3(c, &rt);
     redb(c, &rt, &misses);
 }
 
