@@ -38,9 +38,13 @@
 //! - `RedisStore` (features `redis`, `redis-cluster`): a Redis server or cluster shared by a
 //!   fleet; every key of an entry under one hash tag, chunks published by one script, expiry
 //!   by Redis TTL, reconnecting by itself.
+//! - `S3Store` (features `s3`, `s3-tls`): an S3 bucket (or any S3-compatible server) shared by
+//!   a fleet; one object per variant under a prefix, published whole by a PUT or a multipart
+//!   upload, checksummed, expiry checked on read and swept.
 //!
 //! [`open`] opens any of them from a URL (`memory`, `fs:PATH`, `sqlite:PATH`,
-//! `redis://HOST:PORT/DB?prefix=P`, `redis+cluster://H1:P1,H2:P2?prefix=P`).
+//! `redis://HOST:PORT/DB?prefix=P`, `redis+cluster://H1:P1,H2:P2?prefix=P`,
+//! `s3://BUCKET/PREFIX?endpoint=URL&region=R`).
 //!
 //! Backends that serialize entries can use the versioned, checksummed [`codec`]. Every backend
 //! should pass the [`conformance`] suite (feature `conformance`).
@@ -54,6 +58,8 @@
 //! | `sqlite` | no | `SqliteStore` (rusqlite with a bundled SQLite; tokio's blocking pool) |
 //! | `redis` | no | `RedisStore` (redis-rs with tokio, a reconnecting connection manager) |
 //! | `redis-cluster` | no | Redis Cluster for `RedisStore` (redis-rs `cluster-async`) |
+//! | `s3` | no | `S3Store` (object_store's S3 client over plain HTTP through hyper; no TLS) |
+//! | `s3-tls` | no | HTTPS for `S3Store` (object_store's reqwest client, rustls, aws-lc-rs) |
 //! | `conformance` | no | the backend test suite, [`conformance`] (tokio) |
 //!
 //! The default build pulls no async runtime.

@@ -244,9 +244,10 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many full chunks a writer queues for its background task before a write fails with
-    /// [`StoreError::Unavailable`] (see the [module documentation](self#writer-buffer-bound)).
-    /// Default: 8, so a writer holds at most `10 × chunk_size` (640 KiB); at least 1.
+    /// How many full chunks a writer queues for its background task, with as many more
+    /// waiting beside the queue, before a write fails with [`StoreError::Unavailable`] (see
+    /// the [module documentation](self#writer-buffer-bound)). Default: 8, so a writer holds at
+    /// most `18 × chunk_size` (1.1 MiB); at least 1.
     pub fn write_queue_chunks(mut self, chunks: usize) -> Self {
         self.write_queue_chunks = chunks.max(1);
         self

@@ -226,10 +226,10 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// How many full 64 KiB chunks a writer queues for its background job before a write
-    /// fails with [`StoreError::Unavailable`] (see the
+    /// How many full 64 KiB chunks a writer queues for its background job, with as many more
+    /// waiting beside the queue, before a write fails with [`StoreError::Unavailable`] (see the
     /// [module documentation](self#writer-buffer-bound)). Default: 8, so a writer holds at most
-    /// 640 KiB; at least 1.
+    /// 1.1 MiB; at least 1.
     pub fn write_queue_chunks(mut self, chunks: usize) -> Self {
         self.write_queue_chunks = chunks.max(1);
         self
