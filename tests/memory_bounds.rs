@@ -19,6 +19,9 @@ use cache_workspace::origin::{LegacyClient, Origin, OriginBody};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
+use tower_http_cache::store::{
+    BoxFuture, Entries, EntryWriter, ParsedResponse, StoreError, VariantId, WriteOptions,
+};
 use tower_http_cache::{default_key, CacheLayer, CacheService, FsStore, Store};
 
 /// One test at a time: they measure the whole process.
@@ -119,6 +122,99 @@ fn fs_store(dir: &std::path::Path) -> Arc<FsStore> {
     )
 }
 
+/// A store that passes everything to `inner` and keeps the last error of a write, so that a
+/// test whose entry was not stored can say why (the layer only logs it).
+struct Recording {
+    inner: Arc<dyn Store>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+struct RecordingWriter {
+    inner: Box<dyn EntryWriter>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl RecordingWriter {
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+        result
+    }
+}
+
+impl EntryWriter for RecordingWriter {
+    fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        let result = self.inner.write(chunk);
+        self.note(result)
+    }
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), StoreError>> {
+        let result = std::task::ready!(self.inner.poll_ready(cx));
+        std::task::Poll::Ready(self.note(result))
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let last_error = self.last_error.clone();
+        let commit = self.inner.commit();
+        Box::pin(async move {
+            let result = commit.await;
+            if let Err(e) = &result {
+                *last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("commit: {e}"));
+            }
+            result
+        })
+    }
+}
+
+impl Store for Recording {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
+        self.inner.get(key)
+    }
+
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        response: Arc<ParsedResponse>,
+        options: WriteOptions,
+    ) -> BoxFuture<'a, Result<Box<dyn EntryWriter>, StoreError>> {
+        Box::pin(async move {
+            let inner = self.inner.begin(key, response, options).await?;
+            let writer = RecordingWriter {
+                inner,
+                last_error: self.last_error.clone(),
+            };
+            Ok(Box::new(writer) as Box<dyn EntryWriter>)
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        variant: &'a VariantId,
+        response: Arc<ParsedResponse>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.update(key, variant, response, ttl)
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        variant: Option<&'a VariantId>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.remove(key, variant)
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.clear()
+    }
+}
+
 fn cache(store: Arc<dyn Store>) -> CacheService<LegacyClient> {
     tower::ServiceBuilder::new()
         .layer(CacheLayer::with_shared_store(store))
@@ -132,7 +228,12 @@ async fn streams_1_gib_with_flat_memory(name: &str, store: Arc<dyn Store>, held:
     let _serial = SERIAL.lock().await;
     let total: u64 = 1 << 30;
     let origin = big_origin(total).await;
-    let mut service = cache(store.clone());
+    let last_error = Arc::new(std::sync::Mutex::new(None));
+    let recording = Recording {
+        inner: store.clone(),
+        last_error: last_error.clone(),
+    };
+    let mut service = cache(Arc::new(recording));
     let before = resident_bytes().expect("/proc/self/status");
     let sampler = PeakSampler::start();
 
@@ -168,7 +269,12 @@ async fn streams_1_gib_with_flat_memory(name: &str, store: Arc<dyn Store>, held:
         peak >> 20,
         growth >> 20
     );
-    assert_eq!(stored.len(), 1, "{name}: the 1 GiB entry was not stored");
+    assert_eq!(
+        stored.len(),
+        1,
+        "{name}: the 1 GiB entry was not stored: {:?}",
+        last_error.lock().unwrap_or_else(|e| e.into_inner())
+    );
     assert!(
         growth < GROWTH_LIMIT + held,
         "{name}: resident memory grew by {} MiB",
