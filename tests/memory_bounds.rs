@@ -351,6 +351,9 @@ async fn a_1_gib_body_streams_into_the_s3_store_with_flat_memory() {
     let url = s3.url(&format!("big-{}", std::process::id()));
     let store = tower_http_cache::store::S3Store::builder(&url)
         .max_body_size(2 << 30)
+        // moto assembles a 1 GiB object in Python, taking over 8 s under load (the default
+        // timeout's four-fold wait) to complete the upload; this test is about memory.
+        .timeout(Duration::from_secs(10))
         .build()
         .await
         .expect("s3 store");
