@@ -1,12 +1,13 @@
 //! The bounded queue between a streaming [`EntryWriter`](crate::EntryWriter) and the
 //! background job that stores its chunks (SQLite, Redis).
 //!
-//! `write` must not wait, and one write may bring several chunks (hyper hands out frames of up
-//! to about 400 KiB). So a chunk that finds the queue full waits in a small overflow beside it,
-//! and `poll_ready` stays pending until the overflow has moved into the queue: a writer that
-//! waits for readiness between writes, as the cache's tee does, is slowed to the job's pace
-//! and never fails for being ahead. One that does not wait fails once the overflow is full
-//! too. Either way a writer holds at most `2 × depth` chunks.
+//! `write` must not wait, and one write may bring many chunks (hyper hands out frames as large
+//! as its read buffer, which grew past 800 KiB under load). So a chunk that finds the queue
+//! full waits in an overflow beside it, and `poll_ready` stays pending until the overflow has
+//! moved into the queue: a writer that waits for readiness between writes, as the cache's tee
+//! does, is slowed to the job's pace and never fails for being ahead; it holds at most `depth`
+//! chunks plus those of the one write it was allowed. One that does not wait is refused at the
+//! start of a write once `depth` chunks wait in the overflow ([`ChunkSender::is_behind`]).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -42,14 +43,9 @@ pub(crate) fn chunk_queue<T>(depth: usize) -> (ChunkSender<T>, ChunkReceiver<T>)
     (sender, ChunkReceiver { rx, waiting })
 }
 
-/// Why [`ChunkSender::send`] refused an item.
+/// The job stopped: it takes no more items.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// The queue and the overflow are full: the job fell behind a writer that did not wait.
-    Behind,
-    /// The job stopped.
-    Closed,
-}
+pub(crate) struct Closed;
 
 /// The writer's end.
 pub(crate) struct ChunkSender<T> {
@@ -60,28 +56,31 @@ pub(crate) struct ChunkSender<T> {
 }
 
 impl<T> ChunkSender<T> {
-    /// Queues `item` without waiting.
-    pub(crate) fn send(&mut self, item: T) -> Result<(), Refused> {
+    /// Whether `depth` chunks wait in the overflow: the writer did not wait for readiness
+    /// and the job fell behind it. Asked at the start of each write.
+    pub(crate) fn is_behind(&self) -> bool {
+        self.overflow.len() >= self.depth
+    }
+
+    /// Queues `item` without waiting, in the overflow if the queue is full.
+    pub(crate) fn send(&mut self, item: T) -> Result<(), Closed> {
         if self.overflow.is_empty() {
             match self.tx.try_send(item) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refused::Closed),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
                 Err(mpsc::error::TrySendError::Full(item)) => self.overflow.push_back(item),
             }
             return Ok(());
         }
         if self.tx.is_closed() {
-            return Err(Refused::Closed);
-        }
-        if self.overflow.len() >= self.depth {
-            return Err(Refused::Behind);
+            return Err(Closed);
         }
         self.overflow.push_back(item);
         Ok(())
     }
 
     /// Moves what fits from the overflow into the queue.
-    fn drain(&mut self) -> Result<(), Refused> {
+    fn drain(&mut self) -> Result<(), Closed> {
         while let Some(item) = self.overflow.pop_front() {
             match self.tx.try_send(item) {
                 Ok(()) => {}
@@ -89,7 +88,7 @@ impl<T> ChunkSender<T> {
                     self.overflow.push_front(item);
                     return Ok(());
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Refused::Closed),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
             }
         }
         Ok(())
@@ -97,9 +96,9 @@ impl<T> ChunkSender<T> {
 
     /// Ready once the overflow is empty (the next write can go into the queue); an error
     /// once the job stopped.
-    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Closed>> {
         if self.tx.is_closed() {
-            return Poll::Ready(Err(Refused::Closed));
+            return Poll::Ready(Err(Closed));
         }
         self.drain()?;
         if self.overflow.is_empty() {
@@ -108,7 +107,7 @@ impl<T> ChunkSender<T> {
         *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
         // The job may have taken an item, or stopped, since the first look.
         if self.tx.is_closed() {
-            return Poll::Ready(Err(Refused::Closed));
+            return Poll::Ready(Err(Closed));
         }
         self.drain()?;
         if self.overflow.is_empty() {
@@ -118,14 +117,14 @@ impl<T> ChunkSender<T> {
     }
 
     /// Waits until everything written so far is in the queue.
-    pub(crate) async fn flush(&mut self) -> Result<(), Refused> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Closed> {
         poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     /// Queues `item` after everything before it, waiting for room.
-    pub(crate) async fn send_last(&mut self, item: T) -> Result<(), Refused> {
+    pub(crate) async fn send_last(&mut self, item: T) -> Result<(), Closed> {
         self.flush().await?;
-        self.tx.send(item).await.map_err(|_| Refused::Closed)
+        self.tx.send(item).await.map_err(|_| Closed)
     }
 }
 
@@ -161,7 +160,7 @@ mod tests {
         item
     }
 
-    fn poll<T>(sender: &mut ChunkSender<T>) -> Poll<Result<(), Refused>> {
+    fn poll<T>(sender: &mut ChunkSender<T>) -> Poll<Result<(), Closed>> {
         let mut cx = Context::from_waker(Waker::noop());
         sender.poll_ready(&mut cx)
     }
@@ -169,27 +168,40 @@ mod tests {
     #[test]
     fn a_writer_that_waits_is_slowed_and_never_refused() {
         let (mut tx, mut rx) = chunk_queue::<u32>(2);
-        // One write of five chunks: two into the queue, three into the overflow... which
-        // holds two: a writer must wait for readiness before a write that large.
-        for i in 0..4 {
-            tx.send(i).expect("room in the queue or the overflow");
+        // A writer that found the queue ready may bring any number of chunks in one write
+        // (hyper's frames grow with its read buffer): two go into the queue, the rest wait.
+        assert!(!tx.is_behind());
+        for i in 0..5 {
+            tx.send(i)
+                .expect("a write after readiness is never refused");
         }
-        assert_eq!(
-            tx.send(4),
-            Err(Refused::Behind),
-            "2 queued + 2 waiting is the bound"
-        );
         assert_eq!(poll(&mut tx), Poll::Pending, "the overflow is not empty");
         assert_eq!(take(&mut rx), Some(0));
+        assert_eq!(take(&mut rx), Some(1));
         assert_eq!(
             poll(&mut tx),
             Poll::Pending,
-            "one moved in, one still waits"
+            "one still waits beside the queue"
         );
-        assert_eq!(take(&mut rx), Some(1));
-        assert_eq!(poll(&mut tx), Poll::Ready(Ok(())));
         assert_eq!(take(&mut rx), Some(2));
-        assert_eq!(take(&mut rx), Some(3));
+        assert_eq!(poll(&mut tx), Poll::Ready(Ok(())));
+        for i in 3..5 {
+            assert_eq!(take(&mut rx), Some(i), "in order");
+        }
+    }
+
+    #[test]
+    fn a_writer_that_does_not_wait_is_found_behind() {
+        let (mut tx, _rx) = chunk_queue::<u32>(2);
+        for i in 0..3 {
+            tx.send(i).expect("queued or waiting");
+        }
+        assert!(!tx.is_behind(), "one chunk waits: not yet a whole overflow");
+        tx.send(3).expect("waiting");
+        assert!(
+            tx.is_behind(),
+            "2 queued + 2 waiting: the next write is refused"
+        );
     }
 
     #[test]
@@ -198,7 +210,7 @@ mod tests {
         tx.send(0).expect("queued");
         tx.send(1).expect("overflow");
         rx.close();
-        assert_eq!(poll(&mut tx), Poll::Ready(Err(Refused::Closed)));
-        assert_eq!(tx.send(2), Err(Refused::Closed));
+        assert_eq!(poll(&mut tx), Poll::Ready(Err(Closed)));
+        assert_eq!(tx.send(2), Err(Closed));
     }
 }

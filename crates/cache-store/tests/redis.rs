@@ -109,11 +109,16 @@ impl Raw {
 /// Makes each store with a fresh prefix on the server (or cluster) of `url`.
 struct Redis {
     url: String,
+    /// Keep the default write queue (8 chunks) instead of one as deep as the largest body.
+    default_queue: bool,
 }
 
 impl Redis {
     fn from_env(var: &str) -> Option<Redis> {
-        url_from_env(var).map(|url| Redis { url })
+        url_from_env(var).map(|url| Redis {
+            url,
+            default_queue: false,
+        })
     }
 }
 
@@ -123,7 +128,11 @@ impl Harness for Redis {
     fn new_store(&self, limits: Limits) -> RedisStore {
         let builder = RedisStore::builder(with_prefix(&self.url, &fresh_prefix()))
             .max_size_bytes(limits.max_total_bytes)
-            .max_body_size(limits.max_body_size)
+            .max_body_size(limits.max_body_size);
+        if self.default_queue {
+            return block(builder.build()).expect("connect");
+        }
+        let builder = builder
             // The suite's writers write whole bodies (up to 5 MiB) without ever yielding to the
             // executor, which no network store keeps up with: with a queue of a few chunks
             // their writes would fail by design (see `a_stalled_server_makes_a_large_write_
@@ -602,6 +611,17 @@ async fn a_killed_server_gives_quick_errors_and_the_store_recovers_when_it_is_ba
     assert!(store.get(KEY).await.expect("get").is_empty());
     put(&store, KEY, None, 3, 200_000).await;
     assert_eq!(seeds(&read_verified(&store, KEY).await), [3]);
+}
+
+/// The other side of the bound: a writer that waits for readiness before each write (as the
+/// cache's tee does) is slowed, never refused, even when one write brings 64 chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_waits_is_never_refused_at_the_default_queue() {
+    let Some(mut harness) = Redis::from_env(STANDALONE) else {
+        return;
+    };
+    harness.default_queue = true;
+    cache_store::conformance::large_writes_after_readiness(&harness).await;
 }
 
 /// Backpressure: with the default queue (8 chunks and an overflow of 8) a large body written

@@ -16,6 +16,8 @@ use tempfile::TempDir;
 struct Sqlite {
     dirs: Mutex<Vec<TempDir>>,
     memory: bool,
+    /// Keep the default write queue (8 chunks) instead of one as deep as the largest body.
+    default_queue: bool,
 }
 
 impl Sqlite {
@@ -23,6 +25,7 @@ impl Sqlite {
         Sqlite {
             dirs: Mutex::default(),
             memory: false,
+            default_queue: false,
         }
     }
 
@@ -30,6 +33,7 @@ impl Sqlite {
         Sqlite {
             dirs: Mutex::default(),
             memory: true,
+            default_queue: false,
         }
     }
 }
@@ -46,9 +50,13 @@ impl Harness for Sqlite {
             self.dirs.lock().expect("lock").push(dir);
             path
         };
-        SqliteStore::builder(path)
+        let builder = SqliteStore::builder(path)
             .max_size_bytes(limits.max_total_bytes)
-            .max_body_size(limits.max_body_size)
+            .max_body_size(limits.max_body_size);
+        if self.default_queue {
+            return builder.build().expect("build");
+        }
+        builder
             // The suite's writers write whole bodies (up to 5 MiB) without ever yielding to the
             // executor, which no database keeps up with: with a queue of a few chunks their
             // writes would fail by design (see `a_write_fails_with_unavailable_when_the_
@@ -369,6 +377,17 @@ async fn a_stale_staged_write_is_swept_on_open_and_a_fresh_one_is_kept() {
     assert_eq!(left, live);
     assert_ne!(left, crashed);
     assert!(store.get(KEY).await.expect("get").is_empty());
+}
+
+/// The other side of the bound: a writer that waits for readiness before each write (as the
+/// cache's tee does) is slowed, never refused, even when one write brings 64 chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_waits_is_never_refused_at_the_default_queue() {
+    let harness = Sqlite {
+        default_queue: true,
+        ..Sqlite::file()
+    };
+    cache_store::conformance::large_writes_after_readiness(&harness).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,16 +93,18 @@
 //! [`EntryWriter::write`] never blocks and never keeps a large body in memory. It copies the
 //! body into a buffer of one chunk; each full chunk goes to the background task through a
 //! bounded queue of [`write_queue_chunks`](RedisStoreBuilder::write_queue_chunks) chunks
-//! (default 8), beside which as many more may wait (one write can bring several chunks). A
-//! writer thus holds at most `(2 × write_queue_chunks + 2) × chunk_size` body bytes: the chunk
-//! being filled, the queue and its overflow, and the chunk being sent (1.1 MiB by default).
+//! (default 8); the chunks of a write that finds the queue full wait in an overflow beside it.
+//! A writer that waits for [`EntryWriter::poll_ready`] between writes holds at most
+//! `(write_queue_chunks + 2) × chunk_size` (640 KiB by default: the chunk being filled, the
+//! queue, the chunk being sent) plus a copy of its last write, one hyper frame (at most its
+//! read buffer, 0.4–0.8 MiB).
 //!
 //! [`EntryWriter::poll_ready`] is pending while chunks wait in the overflow, so a caller that
 //! waits for it between writes (the cache's tee does) is slowed to Redis's pace instead of
 //! losing the entry; a stalled server still fails the entry, once the task's round trip times
-//! out. A caller that does not wait fails with [`StoreError::Unavailable`] once the overflow is
-//! full too; the cache then stops storing that response while the client's response goes on,
-//! and what was staged is deleted.
+//! out. A caller that does not wait fails with [`StoreError::Unavailable`] once
+//! `write_queue_chunks` chunks wait in the overflow; the cache then stops storing that
+//! response while the client's response goes on, and what was staged is deleted.
 //!
 //! # Size bound
 //!
@@ -244,10 +246,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many full chunks a writer queues for its background task, with as many more
-    /// waiting beside the queue, before a write fails with [`StoreError::Unavailable`] (see
-    /// the [module documentation](self#writer-buffer-bound)). Default: 8, so a writer holds at
-    /// most `18 × chunk_size` (1.1 MiB); at least 1.
+    /// How many full chunks a writer queues for its background task before
+    /// [`EntryWriter::poll_ready`] makes it wait (see the
+    /// [module documentation](self#writer-buffer-bound)). Default: 8; at least 1.
     pub fn write_queue_chunks(mut self, chunks: usize) -> Self {
         self.write_queue_chunks = chunks.max(1);
         self

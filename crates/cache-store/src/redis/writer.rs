@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::layout::{self, ttl_ms};
 use super::{scripts, Inner};
-use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender, Refused};
+use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender};
 use crate::codec::{self, BodyChecksum, EntryMeta};
 use crate::{BoxFuture, EntryWriter, StoreError};
 
@@ -91,24 +91,26 @@ impl RedisWriter {
         let Some(queue) = &mut self.queue else {
             return Err(self.fail("the Redis background writer is gone".into()));
         };
-        match queue.send(chunk) {
-            Ok(()) => {
-                self.staged += 1;
-                Ok(())
-            }
-            Err(Refused::Behind) => {
-                let waiting = 2 * self.inner.queue_chunks;
-                let kib = waiting * self.inner.chunk_size / 1024;
-                Err(self.fail(format!(
-                    "Redis fell behind: {waiting} chunks ({kib} KiB) of this body are already \
-                     waiting to be written; not storing it"
-                )))
-            }
-            Err(Refused::Closed) => {
-                let why = self.job_failure();
-                Err(self.fail(why))
-            }
+        if queue.send(chunk).is_err() {
+            let why = self.job_failure();
+            return Err(self.fail(why));
         }
+        self.staged += 1;
+        Ok(())
+    }
+
+    /// Refuses a write from a writer that did not wait for readiness and is a whole queue
+    /// ahead of the task (see [`chunk_queue`](crate::chunk_queue)).
+    fn check_not_behind(&mut self) -> Result<(), StoreError> {
+        if !self.queue.as_ref().is_some_and(ChunkSender::is_behind) {
+            return Ok(());
+        }
+        let waiting = 2 * self.inner.queue_chunks;
+        let kib = waiting * self.inner.chunk_size / 1024;
+        Err(self.fail(format!(
+            "Redis fell behind: {waiting} chunks ({kib} KiB) of this body are already \
+             waiting to be written; not storing it"
+        )))
     }
 
     fn start_job(&mut self) {
@@ -143,6 +145,7 @@ impl EntryWriter for RedisWriter {
         if let Some(error) = self.refused() {
             return Err(error);
         }
+        self.check_not_behind()?;
         let limit = self.inner.max_body_size;
         self.len = self.len.saturating_add(chunk.len() as u64);
         if self.len > limit {

@@ -86,16 +86,17 @@
 //!
 //! [`EntryWriter::write`] never blocks and never keeps a whole large body in memory. It copies
 //! the body into a buffer of one 64 KiB chunk; each full chunk goes to the writer's background
-//! job through a bounded queue of [`SqliteStoreBuilder::write_queue_chunks`] chunks (default 8),
-//! beside which as many more may wait (one write can bring several chunks). A writer thus holds
-//! at most `(2 × write_queue_chunks + 2) × 64 KiB` of body bytes: the chunk being filled, the
-//! queue and its overflow, and the chunk being inserted (1.1 MiB by default).
+//! job through a bounded queue of [`SqliteStoreBuilder::write_queue_chunks`] chunks (default 8);
+//! the chunks of a write that finds the queue full wait in an overflow beside it.
 //!
 //! [`EntryWriter::poll_ready`] is pending while chunks wait in the overflow, so a caller that
 //! waits for it between writes (the cache's tee does) is slowed to the database's pace instead
-//! of losing the entry. A caller that does not wait fails with [`StoreError::Unavailable`] once
-//! the overflow is full too; the cache then stops storing that response while the client's
-//! response goes on, and what was staged is deleted.
+//! of losing the entry. Such a writer holds at most `(write_queue_chunks + 2) × 64 KiB` (640 KiB
+//! by default: the chunk being filled, the queue, the chunk being inserted) plus a copy of its
+//! last write, one hyper frame (at most its read buffer, 0.4–0.8 MiB). A caller that does not
+//! wait fails with [`StoreError::Unavailable`] once `write_queue_chunks` chunks wait in the
+//! overflow; the cache then stops storing that response while the client's response goes on,
+//! and what was staged is deleted.
 //!
 //! # Runtime
 //!
@@ -226,10 +227,9 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// How many full 64 KiB chunks a writer queues for its background job, with as many more
-    /// waiting beside the queue, before a write fails with [`StoreError::Unavailable`] (see the
-    /// [module documentation](self#writer-buffer-bound)). Default: 8, so a writer holds at most
-    /// 1.1 MiB; at least 1.
+    /// How many full 64 KiB chunks a writer queues for its background job before
+    /// [`EntryWriter::poll_ready`] makes it wait (see the
+    /// [module documentation](self#writer-buffer-bound)). Default: 8; at least 1.
     pub fn write_queue_chunks(mut self, chunks: usize) -> Self {
         self.write_queue_chunks = chunks.max(1);
         self

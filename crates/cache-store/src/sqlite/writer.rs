@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use super::db::Finished;
 use super::sql::{self, lock};
 use super::{blocking, Inner, CHUNK};
-use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender, Refused};
+use crate::chunk_queue::{chunk_queue, ChunkReceiver, ChunkSender};
 use crate::codec::{self, BodyChecksum, EntryMeta};
 use crate::{BoxFuture, EntryWriter, StoreError};
 
@@ -82,21 +82,25 @@ impl SqliteWriter {
         let Some(queue) = &mut self.queue else {
             return Err(self.fail("the SQLite background writer is gone".into()));
         };
-        match queue.send(Msg::Chunk(seq, chunk)) {
-            Ok(()) => Ok(()),
-            Err(Refused::Behind) => {
-                let waiting = 2 * self.inner.queue_chunks;
-                Err(self.fail(format!(
-                    "the SQLite database fell behind: {waiting} chunks ({} KiB) of this body \
-                     are already waiting to be written; not storing it",
-                    waiting * CHUNK / 1024
-                )))
-            }
-            Err(Refused::Closed) => {
-                let why = self.job_failure();
-                Err(self.fail(why))
-            }
+        if queue.send(Msg::Chunk(seq, chunk)).is_err() {
+            let why = self.job_failure();
+            return Err(self.fail(why));
         }
+        Ok(())
+    }
+
+    /// Refuses a write from a writer that did not wait for readiness and is a whole queue
+    /// ahead of the job (see [`chunk_queue`](crate::chunk_queue)).
+    fn check_not_behind(&mut self) -> Result<(), StoreError> {
+        if !self.queue.as_ref().is_some_and(ChunkSender::is_behind) {
+            return Ok(());
+        }
+        let waiting = 2 * self.inner.queue_chunks;
+        Err(self.fail(format!(
+            "the SQLite database fell behind: {waiting} chunks ({} KiB) of this body are \
+             already waiting to be written; not storing it",
+            waiting * CHUNK / 1024
+        )))
     }
 
     fn job_failure(&self) -> String {
@@ -147,6 +151,7 @@ impl EntryWriter for SqliteWriter {
         if let Some(error) = self.refused() {
             return Err(error);
         }
+        self.check_not_behind()?;
         let limit = self.inner.max_body_size;
         self.len = self.len.saturating_add(chunk.len() as u64);
         if self.len > limit {
