@@ -371,6 +371,66 @@ async fn rfc5861_4_stale_if_error_serves_stale_on_5xx_but_not_with_must_revalida
     );
 }
 
+/// A per-request TTL override changes the freshness lifetime and nothing else: the stored
+/// response keeps `must-revalidate` (§5.2.2.2) and `stale-if-error` (RFC 5861 §4). It used to
+/// become a bare `max-age`, so that a must-revalidate response was served stale on error.
+#[tokio::test]
+async fn rfc9111_4_2_1_a_ttl_override_keeps_must_revalidate_and_stale_if_error() {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fail = failing.clone();
+    let h = harness(
+        move |request, _| {
+            if fail.load(Ordering::SeqCst) {
+                return Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body(full("boom"))
+                    .expect("response");
+            }
+            let cc = if request.uri.path() == "/mr" {
+                "max-age=1, must-revalidate, stale-if-error=600"
+            } else {
+                "max-age=1, stale-if-error=600"
+            };
+            ok(cc, "good")
+        },
+        |layer| layer,
+    )
+    .await;
+    let with_ttl = |path: &str| {
+        let mut request = h
+            .request("GET", path)
+            .body(Full::default())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(CacheTtl(Duration::from_secs(60)));
+        request
+    };
+    for path in ["/sie", "/mr"] {
+        assert!(h.send_request(with_ttl(path)).await.cache.stored);
+    }
+    h.clock.advance(Duration::from_secs(30));
+    let hit = h.get("/mr").await;
+    assert_eq!(hit.cache.outcome, CacheOutcome::Hit, "fresh for the TTL");
+    assert_eq!(
+        hit.headers["cache-control"],
+        "must-revalidate, stale-if-error=600, max-age=60"
+    );
+    failing.store(true, Ordering::SeqCst);
+    h.clock.advance(Duration::from_secs(100));
+    let sie = h.get("/sie").await;
+    assert_eq!(
+        (sie.status, sie.cache.outcome),
+        (StatusCode::OK, CacheOutcome::Stale),
+        "RFC 5861 §4: the window survived the override"
+    );
+    assert_eq!(
+        h.get("/mr").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "§4.2.4 must-revalidate survived the override"
+    );
+}
+
 #[tokio::test]
 async fn rfc5861_4_stale_if_error_serves_stale_when_the_origin_is_unreachable() {
     let h = harness(

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{DATE, LAST_MODIFIED};
-use http::{HeaderValue, StatusCode};
+use http::header::{CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::directives::{ResponseDirectives, DELTA_SECONDS_MAX};
+use crate::directives::{is_tchar, Argument, Directives, ResponseDirectives, DELTA_SECONDS_MAX};
 use crate::parsed::Facts;
+use crate::parsed::CDN_CACHE_CONTROL;
 use crate::{PolicyOptions, StoredResponse};
 
 /// Where a response's freshness lifetime came from.
@@ -248,6 +249,77 @@ pub(crate) fn lifetime(
     }
 }
 
+/// Gives a response to be stored the freshness lifetime a cache was told to use (a per-request
+/// TTL override), so that later lookups read the same lifetime from the stored headers.
+///
+/// `max-age`, `s-maxage` and `no-store` leave `Cache-Control` (and `CDN-Cache-Control`, which
+/// may take its place, RFC 9213) and `max-age=<lifetime>` is added; `Expires` goes (§5.3: it
+/// would lose to `max-age` anyway). Every other directive stays as it came: `private`,
+/// `no-cache` (the response is still revalidated before each reuse), `must-revalidate`,
+/// `proxy-revalidate` and the stale windows of RFC 5861 keep their meaning. An argument that did
+/// not parse is kept as the bare directive, its most restrictive reading.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("cache-control", "private, max-age=5, stale-if-error=60".parse().unwrap());
+/// headers.insert("expires", "Thu, 01 Jan 2026 00:00:00 GMT".parse().unwrap());
+/// cache_policy::override_freshness_lifetime(&mut headers, Duration::from_secs(300));
+/// assert_eq!(headers["cache-control"], "private, stale-if-error=60, max-age=300");
+/// assert!(headers.get("expires").is_none());
+/// ```
+pub fn override_freshness_lifetime(headers: &mut HeaderMap, lifetime: Duration) {
+    headers.remove(EXPIRES);
+    let max_age = format!("max-age={}", lifetime.as_secs().min(DELTA_SECONDS_MAX));
+    for (name, always) in [(CDN_CACHE_CONTROL, false), (CACHE_CONTROL, true)] {
+        let lines = headers.get_all(&name);
+        if !always && lines.iter().next().is_none() {
+            continue;
+        }
+        let mut value = kept_directives(lines);
+        value.extend_from_slice(max_age.as_bytes());
+        // Every byte kept came out of a valid header value, and the rest is ASCII.
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The directives of `lines` but those the override replaces, each followed by `", "`.
+fn kept_directives(lines: http::header::GetAll<'_, HeaderValue>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        for directive in Directives::new(line.as_bytes()) {
+            let replaced = [&b"max-age"[..], b"s-maxage", b"no-store"]
+                .iter()
+                .any(|r| directive.name.eq_ignore_ascii_case(r));
+            if replaced {
+                continue;
+            }
+            out.extend_from_slice(directive.name);
+            match directive.argument {
+                None | Some(Argument::Invalid) => {}
+                Some(Argument::Plain(text))
+                    if !text.is_empty() && text.iter().all(|&b| is_tchar(b)) =>
+                {
+                    out.push(b'=');
+                    out.extend_from_slice(text);
+                }
+                // Quoted on the wire: quoted again, escapes as they came.
+                Some(Argument::Plain(text) | Argument::Escaped(text)) => {
+                    out.extend_from_slice(b"=\"");
+                    out.extend_from_slice(text);
+                    out.push(b'"');
+                }
+            }
+            out.extend_from_slice(b", ");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +356,71 @@ mod tests {
             assert_eq!(fast, reference, "{invalid}");
         }
         assert!(parse_imf_fixdate(b"Thu, 29 Feb 2024 08:49:37 GMT").is_some());
+    }
+
+    fn overridden(lines: &[(&str, &str)], secs: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in lines {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        super::override_freshness_lifetime(&mut headers, Duration::from_secs(secs));
+        headers
+    }
+
+    /// A TTL override changes the lifetime only: the directives that say who may reuse the
+    /// response and how (§5.2.2.2 must-revalidate, §5.2.2.7 private, RFC 5861 windows) stay.
+    #[test]
+    fn rfc9111_4_2_1_a_ttl_override_keeps_the_other_directives() {
+        let headers = overridden(
+            &[
+                ("cache-control", "max-age=5, s-maxage=7, must-revalidate"),
+                (
+                    "cache-control",
+                    "private=\"set-cookie, x-user\", stale-while-revalidate=30",
+                ),
+                ("cache-control", "no-cache=\"a\\\"b\", no-store"),
+                ("expires", "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ],
+            120,
+        );
+        assert_eq!(
+            headers["cache-control"],
+            "must-revalidate, private=\"set-cookie, x-user\", stale-while-revalidate=30, \
+             no-cache=\"a\\\"b\", max-age=120"
+        );
+        assert_eq!(headers.get_all("cache-control").iter().count(), 1);
+        assert!(headers.get("expires").is_none());
+        let directives = ResponseDirectives::parse(headers.get_all("cache-control"));
+        assert_eq!(directives.max_age, Some(120));
+        assert_eq!(directives.s_maxage, None);
+        assert!(directives.must_revalidate && !directives.no_store);
+        assert_eq!(directives.stale_while_revalidate, Some(30));
+        assert_eq!(directives.private.fields().len(), 2);
+    }
+
+    #[test]
+    fn rfc9111_4_2_1_a_ttl_override_without_cache_control_adds_max_age() {
+        let headers = overridden(&[("expires", "0")], 60);
+        assert_eq!(headers["cache-control"], "max-age=60");
+        assert!(headers.get("cdn-cache-control").is_none(), "not invented");
+    }
+
+    /// RFC 9213: `CDN-Cache-Control` takes the place of `Cache-Control` when a cache honours
+    /// it, so the override must reach it too.
+    #[test]
+    fn rfc9213_a_ttl_override_rewrites_cdn_cache_control_too() {
+        let headers = overridden(&[("cdn-cache-control", "max-age=10, stale-if-error=5")], 90);
+        assert_eq!(headers["cdn-cache-control"], "stale-if-error=5, max-age=90");
+        assert_eq!(headers["cache-control"], "max-age=90");
+    }
+
+    /// A directive whose argument did not parse keeps its most restrictive reading, bare.
+    #[test]
+    fn rfc9111_5_2_a_ttl_override_keeps_a_broken_directive_bare() {
+        let headers = overridden(&[("cache-control", "private=\"unterminated")], 60);
+        assert_eq!(headers["cache-control"], "private, max-age=60");
     }
 }

@@ -82,7 +82,7 @@ pub use decision::{
     Revalidation, Serve, StaleReason, Update,
 };
 pub use directives::{FieldScope, MaxStale, RequestDirectives, ResponseDirectives};
-pub use freshness::{Freshness, FreshnessSource};
+pub use freshness::{override_freshness_lifetime, Freshness, FreshnessSource};
 pub use options::{Heuristics, PolicyOptions, ServeStale, SharedCookies};
 pub use parsed::{Candidate, ParsedResponse};
 pub use policy::{CachePolicy, RequestHead, ResponseHead};

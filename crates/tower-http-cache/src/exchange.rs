@@ -12,7 +12,7 @@ use cache_policy::{
     CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation, Serve, Update,
 };
 use cache_store::{Entries, EntryWriter, StoreError, StoredEntry, VariantId, WriteOptions};
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, EXPIRES, HOST};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower_service::Service;
@@ -974,11 +974,7 @@ where
                 if let Some(override_ttl) = context.ttl {
                     // The stored response says what the cache decided, so later lookups agree.
                     let mut response = Arc::unwrap_or_clone(entry).into_response();
-                    response.headers.remove(EXPIRES);
-                    let max_age = format!("max-age={}", override_ttl.as_secs());
-                    if let Ok(value) = HeaderValue::try_from(max_age) {
-                        response.headers.insert(CACHE_CONTROL, value);
-                    }
+                    cache_policy::override_freshness_lifetime(&mut response.headers, override_ttl);
                     entry = Arc::new(ParsedResponse::new(response));
                     ttl = override_ttl;
                 }

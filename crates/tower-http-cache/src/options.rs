@@ -41,8 +41,10 @@ pub enum CacheMode {
 }
 
 /// Overrides the freshness lifetime of the response to this request: it is stored (when
-/// storable, or always under [`CacheMode::IgnoreRules`]) as fresh for this long, and its stored
-/// `Cache-Control` becomes `max-age=<ttl>` so that later lookups agree.
+/// storable, or always under [`CacheMode::IgnoreRules`]) as fresh for this long. Its stored
+/// `Cache-Control` gets `max-age=<ttl>` in place of `max-age`, `s-maxage` and `no-store`, so
+/// that later lookups agree; its other directives (`private`, `no-cache`, `must-revalidate`,
+/// the stale windows) stay (see `cache_policy::override_freshness_lifetime`).
 ///
 /// ```
 /// use std::time::Duration;
