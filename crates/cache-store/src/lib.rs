@@ -69,6 +69,8 @@
 #[cfg(any(feature = "fs", feature = "sqlite"))]
 mod blocking;
 mod body;
+#[cfg(any(feature = "redis", feature = "s3"))]
+mod breaker;
 #[cfg(any(feature = "sqlite", feature = "redis"))]
 mod chunk_queue;
 pub mod codec;

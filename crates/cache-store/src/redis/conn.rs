@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, RedisFuture, ScriptInvocation, Value};
 
-use super::breaker::{self, Breaker};
+use crate::breaker::{Breaker, PAUSE};
 use crate::StoreError;
 
 /// A Redis failure: what the store was doing, and redis-rs's error (or a timeout).
@@ -256,11 +256,15 @@ impl Conn {
         what: &str,
         fut: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        self.breaker.admit()?;
+        if !self.breaker.admit() {
+            return Err(message(format!(
+                "Redis is unreachable (a connection failed less than {PAUSE:?} ago); \
+                 not trying again yet"
+            )));
+        }
         let result = tokio::time::timeout(timeout, fut).await;
         self.breaker.record(
-            matches!(&result, Ok(Ok(_)))
-                || matches!(&result, Ok(Err(e)) if !breaker::unreachable(e)),
+            matches!(&result, Ok(Ok(_))) || matches!(&result, Ok(Err(e)) if !unreachable(e)),
         );
         match result {
             Ok(Ok(value)) => Ok(value),
@@ -460,6 +464,16 @@ impl Conn {
         }
         Ok(out)
     }
+}
+
+/// Whether `error` says the server could not be reached (rather than that it answered with
+/// an error).
+fn unreachable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || error.is_cluster_error()
 }
 
 #[cfg(test)]

@@ -134,7 +134,6 @@ use crate::codec::{self, EntryMeta};
 use crate::{BoxFuture, Entries, EntryWriter, Store, StoreError, VariantId, WriteOptions};
 
 mod body;
-mod breaker;
 mod conn;
 mod layout;
 mod ops;

@@ -147,7 +147,10 @@ impl Target {
         };
         // Without TLS, object_store's reqwest client is not built: ours sends plain HTTP.
         #[cfg(not(feature = "s3-tls"))]
-        let builder = builder.with_http_connector(super::http::PlainConnector { timeout });
+        let builder = builder.with_http_connector(super::http::PlainConnector {
+            timeout,
+            breaker: std::sync::Arc::new(crate::breaker::Breaker::new()),
+        });
         let store = builder
             .with_client_options(options)
             .with_retry(retry)
@@ -275,6 +278,7 @@ fn is_unreachable(text: &str) -> bool {
         "timeout",
         "dns",
         "error sending request",
+        "unreachable",
     ]
     .iter()
     .any(|needle| text.contains(needle))

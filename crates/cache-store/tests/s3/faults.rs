@@ -141,6 +141,18 @@ async fn a_server_that_goes_away_gives_quick_errors_and_the_store_recovers_when_
         writer.commit().await.is_err(),
         "a commit to a server that is down"
     );
+    // The circuit breaker: right after a request failed to reach the server, the next ones
+    // fail at once, without a connection attempt and object_store's retries.
+    let mut refused_by_the_breaker = 0;
+    for _ in 0..50 {
+        let error = store.get(KEY).await.expect_err("down").to_string();
+        assert!(error.contains("cannot be reached"), "{error}");
+        refused_by_the_breaker += usize::from(error.contains("not trying again yet"));
+    }
+    assert!(
+        refused_by_the_breaker >= 25,
+        "{refused_by_the_breaker} of 50 lookups were refused at once"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -148,6 +160,8 @@ async fn a_server_that_goes_away_gives_quick_errors_and_the_store_recovers_when_
     );
 
     relay.up().await;
+    // The breaker lets a probe through once its pause (250 ms) is over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The same store, not rebuilt: it reconnects.
     assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
     put(&store, KEY, None, 3, 1000, HOUR).await;
