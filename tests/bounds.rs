@@ -13,7 +13,9 @@ use cache_workspace::origin::{self, full, LegacyClient, Origin};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower::{Service, ServiceExt};
-use tower_http_cache::{default_key, CacheLayer, CacheOutcome, CacheService, MemoryStore, Store};
+use tower_http_cache::{
+    default_key, CacheLayer, CacheOutcome, CacheService, CacheStatusDetail, MemoryStore, Store,
+};
 
 async fn send(service: &mut CacheService<LegacyClient>, request: Request<Full<Bytes>>) -> Answer {
     let response = service
@@ -123,7 +125,7 @@ async fn an_origin_that_does_not_answer_in_time_gets_a_504_without_a_stale_respo
     .await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(answer.cache.outcome, CacheOutcome::Generated);
-    assert_eq!(answer.cache.detail, Some("origin-timeout"));
+    assert_eq!(answer.cache.detail, Some(CacheStatusDetail::OriginTimeout));
 }
 
 /// RFC 5861 §4: a response that allows `stale-if-error` is served stale when the origin does

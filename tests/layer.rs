@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_http_cache::{
     default_key, CacheKey, CacheLayer, CacheMode, CacheOutcome, CacheService, CacheStatus,
-    CacheTtl, MemoryStore, Store,
+    CacheStatusFwd, CacheTtl, MemoryStore, Store,
 };
 
 struct Harness {
@@ -180,7 +180,7 @@ async fn rfc9111_4_1_several_vary_variants_coexist() {
     assert_eq!(h.origin.hits(), 2, "one origin request per variant");
     let none = h.get("/vary").await;
     assert_eq!(none.body, "lang=none");
-    assert_eq!(none.cache.fwd, Some("vary-miss"));
+    assert_eq!(none.cache.fwd, Some(CacheStatusFwd::VaryMiss));
     assert_eq!(h.origin.hits(), 3);
 }
 
@@ -265,7 +265,7 @@ async fn rfc9111_4_4_unsafe_methods_invalidate_target_and_same_origin_location()
     assert_eq!(h.get("/items").await.cache.outcome, CacheOutcome::Hit);
     let post = h.send(h.request("POST", "/items")).await;
     assert_eq!(post.status, StatusCode::CREATED);
-    assert_eq!(post.cache.fwd, Some("method"));
+    assert_eq!(post.cache.fwd, Some(CacheStatusFwd::Method));
     assert_eq!(h.get("/items").await.cache.outcome, CacheOutcome::Miss);
     assert_eq!(h.get("/items/2").await.cache.outcome, CacheOutcome::Miss);
     assert_eq!(h.get("/other").await.cache.outcome, CacheOutcome::Hit);

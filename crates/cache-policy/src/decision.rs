@@ -21,6 +21,7 @@
 //!                                                   (+ URIs to invalidate, always)
 //! ```
 
+use crate::CacheStatusFwd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,29 +265,31 @@ impl ForwardReason {
     /// The RFC 9211 §2.2 `fwd` value.
     ///
     /// ```
-    /// assert_eq!(cache_policy::ForwardReason::VaryMiss.cache_status_fwd(), "vary-miss");
+    /// use cache_policy::{CacheStatusFwd, ForwardReason};
+    ///
+    /// assert_eq!(ForwardReason::VaryMiss.cache_status_fwd(), CacheStatusFwd::VaryMiss);
     /// ```
-    pub fn cache_status_fwd(&self) -> &'static str {
+    pub fn cache_status_fwd(&self) -> CacheStatusFwd {
         match self {
-            ForwardReason::Method => "method",
-            ForwardReason::UriMiss => "uri-miss",
-            ForwardReason::VaryMiss => "vary-miss",
-            ForwardReason::Range => "partial",
-            ForwardReason::Precondition => "request",
+            ForwardReason::Method => CacheStatusFwd::Method,
+            ForwardReason::UriMiss => CacheStatusFwd::UriMiss,
+            ForwardReason::VaryMiss => CacheStatusFwd::VaryMiss,
+            ForwardReason::Range => CacheStatusFwd::Partial,
+            ForwardReason::Precondition => CacheStatusFwd::Request,
         }
     }
 }
 
 impl RevalidateReason {
     /// The RFC 9211 §2.2 `fwd` value.
-    pub fn cache_status_fwd(&self) -> &'static str {
+    pub fn cache_status_fwd(&self) -> CacheStatusFwd {
         match self {
             RevalidateReason::Stale
             | RevalidateReason::ResponseNoCache
-            | RevalidateReason::AlwaysRevalidate => "stale",
+            | RevalidateReason::AlwaysRevalidate => CacheStatusFwd::Stale,
             RevalidateReason::RequestNoCache
             | RevalidateReason::RequestMaxAge
-            | RevalidateReason::RequestMinFresh => "request",
+            | RevalidateReason::RequestMinFresh => CacheStatusFwd::Request,
         }
     }
 }

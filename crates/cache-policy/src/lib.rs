@@ -65,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod cache_status;
 mod decision;
 pub mod directives;
 mod freshness;
@@ -77,6 +78,7 @@ mod uri;
 mod validation;
 mod vary;
 
+pub use cache_status::{CacheStatusDetail, CacheStatusFwd};
 pub use decision::{
     AfterResponse, ForwardReason, Lookup, NotStorable, ResponseAction, RevalidateReason,
     Revalidation, Serve, StaleReason, Update,

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
 use cache_policy::{
-    CachePolicy, Lookup, ParsedResponse, RequestHead, ResponseAction, Revalidation, Serve, Update,
+    CachePolicy, CacheStatusDetail, CacheStatusFwd, Lookup, ParsedResponse, RequestHead,
+    ResponseAction, Revalidation, Serve, Update,
 };
 use cache_store::{Entries, EntryWriter, StoreError, StoredEntry, VariantId, WriteOptions};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, HOST};
@@ -35,7 +36,7 @@ struct Trip {
     /// Held by the coalescing leader until its response is stored or passed through.
     leader: Option<Leader>,
     /// Why the request goes to the origin (RFC 9211 `fwd`).
-    fwd: &'static str,
+    fwd: CacheStatusFwd,
 }
 
 /// What a request and the origin's answer to it left for [`Exchange::settle`].
@@ -43,7 +44,7 @@ struct Exchanged<'a> {
     head: &'a OwnedHead,
     context: &'a Keyed,
     candidates: &'a Entries,
-    fwd: &'static str,
+    fwd: CacheStatusFwd,
     request_time: SystemTime,
     response_time: SystemTime,
 }
@@ -154,7 +155,7 @@ struct AtOrigin {
     context: Keyed,
     candidates: Entries,
     leader: Option<Leader>,
-    fwd: &'static str,
+    fwd: CacheStatusFwd,
 }
 
 impl<ReqB> Forward<ReqB> {
@@ -491,7 +492,7 @@ where
                 match revalidate {
                     // stale-while-revalidate without a runtime to refresh in: revalidate now.
                     Some(revalidation) if !forcing && !self.can_spawn() => {
-                        (Some(Box::new(revalidation)), "stale", false)
+                        (Some(Box::new(revalidation)), CacheStatusFwd::Stale, false)
                     }
                     Some(revalidation) if !forcing => {
                         let response = self.serve_stored(serve, &candidates, &method, status);
@@ -527,8 +528,8 @@ where
                 reason.cache_status_fwd(),
                 cacheable && reason != cache_policy::ForwardReason::Method,
             ),
-            Lookup::Forward(_) => (None, "request", false),
-            _ => (None, "miss", false),
+            Lookup::Forward(_) => (None, CacheStatusFwd::Request, false),
+            _ => (None, CacheStatusFwd::Miss, false),
         };
         Next::Forward(Box::new(Forward {
             request,
@@ -650,7 +651,7 @@ where
                 // can come back for it (a 304 after the stale response was served with it),
                 // and its response is drained, not served.
                 None => {
-                    status.detail = Some("stored-body-taken");
+                    status.detail = Some(CacheStatusDetail::StoredBodyTaken);
                     return self.finish(bad_gateway(), status);
                 }
             },
@@ -663,7 +664,7 @@ where
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
         let mut status = CacheStatus::new(CacheOutcome::Generated, Some(context.key.clone()));
-        status.detail = Some("only-if-cached");
+        status.detail = Some(CacheStatusDetail::OnlyIfCached);
         self.finish(response, status)
     }
 
@@ -887,7 +888,7 @@ where
         let mut status =
             self.served_status(CacheOutcome::Stale, context.key.clone(), &serve, candidates);
         status.fwd = Some(fwd);
-        status.detail = Some("stale-if-error");
+        status.detail = Some(CacheStatusDetail::StaleIfError);
         Some(self.serve_stored(serve, candidates, &head.method, status))
     }
 
@@ -913,7 +914,7 @@ where
         *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
         let mut status = CacheStatus::new(CacheOutcome::Generated, Some(kept.context.key.clone()));
         status.fwd = Some(kept.fwd);
-        status.detail = Some("origin-timeout");
+        status.detail = Some(CacheStatusDetail::OriginTimeout);
         self.finish(response, status)
     }
 
@@ -985,9 +986,9 @@ where
                 };
                 if ttl.is_zero() || too_large {
                     status.detail = Some(if too_large {
-                        "too-large"
+                        CacheStatusDetail::TooLarge
                     } else {
-                        "not-reusable"
+                        CacheStatusDetail::NotReusable
                     });
                     return Settled::Then {
                         invalidate,
@@ -1065,18 +1066,18 @@ where
                 );
                 status.fwd = Some(fwd);
                 status.fwd_status = Some(response.status());
-                status.detail = Some("stale-if-error");
+                status.detail = Some(CacheStatusDetail::StaleIfError);
                 Then::Respond(self.serve_stored(serve, candidates, &head.method, status))
             }
             ResponseAction::Refetch => {
                 // The 304 matched no stored response and the client did not ask for one. The
                 // request body is gone, so the request cannot be repeated: answer 502 rather
                 // than pass a 304 to a client that cannot use it.
-                status.detail = Some("unmatched-304");
+                status.detail = Some(CacheStatusDetail::Unmatched304);
                 Then::Respond(self.finish(bad_gateway(), status))
             }
             ResponseAction::PassThrough(reason) => {
-                status.detail = Some(reason.as_str());
+                status.detail = Some(CacheStatusDetail::NotStorable(reason));
                 Then::Respond(self.finish(response.map(CacheBody::origin), status))
             }
             _ => Then::Respond(self.finish(response.map(CacheBody::origin), status)),

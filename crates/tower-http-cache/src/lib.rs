@@ -126,7 +126,10 @@ pub use options::{CacheKey, CacheMode, CacheTtl};
 pub use service::CacheService;
 pub use status::{CacheOutcome, CacheStatus};
 
-pub use cache_policy::{self as policy, Heuristics, PolicyOptions, ServeStale, SharedCookies};
+pub use cache_policy::{
+    self as policy, CacheStatusDetail, CacheStatusFwd, Heuristics, PolicyOptions, ServeStale,
+    SharedCookies,
+};
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub use cache_store::FsStore;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use cache_policy::{CacheStatusDetail, CacheStatusFwd};
 use http::{HeaderValue, StatusCode};
 
 /// What the cache did for one response.
@@ -44,7 +45,7 @@ pub struct CacheStatus {
     /// The primary cache key, if the request had one.
     pub key: Option<Arc<str>>,
     /// Why the request went to the origin (an RFC 9211 `fwd` value), if it did.
-    pub fwd: Option<&'static str>,
+    pub fwd: Option<CacheStatusFwd>,
     /// The status the origin answered with, if it was contacted.
     pub fwd_status: Option<StatusCode>,
     /// Whether the response (or a refresh of a stored one) was written to the store.
@@ -56,7 +57,7 @@ pub struct CacheStatus {
     /// When the served stored response was received from the origin.
     pub stored_at: Option<SystemTime>,
     /// Extra detail (RFC 9211 `detail`), such as why a response was not stored.
-    pub detail: Option<&'static str>,
+    pub detail: Option<CacheStatusDetail>,
 }
 
 impl CacheStatus {

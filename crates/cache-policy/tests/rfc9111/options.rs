@@ -130,7 +130,7 @@ fn rfc9111_4_2_option_always_revalidate() {
     assert_eq!(r.conditional_headers["if-none-match"], "\"a\"");
     assert_eq!(
         RevalidateReason::AlwaysRevalidate.cache_status_fwd(),
-        "stale"
+        cache_policy::CacheStatusFwd::Stale
     );
 }
 
