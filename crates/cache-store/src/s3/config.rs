@@ -147,11 +147,14 @@ impl Target {
         };
         // Without TLS, object_store's reqwest client is not built: ours sends plain HTTP.
         #[cfg(not(feature = "s3-tls"))]
-        let builder = builder.with_http_connector(super::http::PlainConnector {
-            timeout,
-            breaker: std::sync::Arc::new(crate::breaker::Breaker::new()),
-        });
+        let connector = super::http::PlainConnector { timeout };
+        #[cfg(feature = "s3-tls")]
+        let connector = object_store::client::ReqwestConnector::default();
         let store = builder
+            .with_http_connector(super::guard::Guarded {
+                connector,
+                breaker: std::sync::Arc::new(crate::breaker::Breaker::new()),
+            })
             .with_client_options(options)
             .with_retry(retry)
             .build()

@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,18 +20,12 @@ use object_store::client::{
 };
 use object_store::ClientOptions;
 
-use crate::breaker::{Breaker, PAUSE};
-
 /// Makes [`Plain`] clients, with `timeout` for connecting, and four times that for each
 /// response's head (plus a second per MiB of the request's body, which goes out first) and
-/// for each wait for more of a response's body. After a request that could not reach the
-/// server, `breaker` fails requests at once for a short pause, with an error object_store does
-/// not retry, so that an outage does not cost every cache lookup a connect timeout and
-/// retries.
-#[derive(Debug, Clone)]
+/// for each wait for more of a response's body.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct PlainConnector {
     pub(super) timeout: Duration,
-    pub(super) breaker: Arc<Breaker>,
 }
 
 impl HttpConnector for PlainConnector {
@@ -48,7 +41,6 @@ impl HttpConnector for PlainConnector {
         Ok(HttpClient::new(Plain {
             client,
             timeout: self.timeout,
-            breaker: self.breaker.clone(),
         }))
     }
 }
@@ -58,20 +50,11 @@ impl HttpConnector for PlainConnector {
 struct Plain {
     client: Client<TcpConnector, HttpRequestBody>,
     timeout: Duration,
-    breaker: Arc<Breaker>,
 }
 
 #[async_trait::async_trait]
 impl HttpService for Plain {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        if !self.breaker.admit() {
-            let why = format!(
-                "the S3 server is unreachable (a request failed to reach it less than {PAUSE:?} \
-                 ago); not trying again yet"
-            );
-            // Unknown: object_store does not retry it.
-            return Err(HttpError::new_boxed(HttpErrorKind::Unknown, why.into()));
-        }
         // As long as for more of a body (a server may take a while to complete a multipart
         // upload), and a part upload sends megabytes before the answer can come: at least
         // 1 MiB/s.
@@ -84,9 +67,6 @@ impl HttpService for Plain {
             wait += Duration::from_millis(body_len.saturating_mul(250) / 80);
         }
         let answer = tokio::time::timeout(wait, self.client.request(request)).await;
-        // Any answer, even an error status, shows the server is there; no answer opens the
-        // breaker.
-        self.breaker.record(matches!(answer, Ok(Ok(_))));
         let response = match answer {
             Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
             Ok(Err(e)) => {

@@ -122,6 +122,7 @@ use crate::{BoxFuture, Entries, EntryWriter, Store, StoreError, VariantId, Write
 
 mod bound;
 mod config;
+mod guard;
 #[cfg(not(feature = "s3-tls"))]
 mod http;
 mod layout;
