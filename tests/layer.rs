@@ -323,8 +323,9 @@ async fn rfc9111_5_2_1_7_only_if_cached_answers_504_without_the_origin() {
     assert_eq!(h.origin.hits(), 2);
 }
 
-#[tokio::test]
-async fn rfc5861_4_stale_if_error_serves_stale_on_5xx_but_not_with_must_revalidate() {
+/// An origin that answers `max-age=1, stale-if-error=600` (with `must-revalidate` too on
+/// `/mr`) until the flag returned is set, and 500 after.
+async fn stale_if_error_harness() -> (Harness, Arc<std::sync::atomic::AtomicBool>) {
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fail = failing.clone();
     let h = harness(
@@ -345,6 +346,12 @@ async fn rfc5861_4_stale_if_error_serves_stale_on_5xx_but_not_with_must_revalida
         |layer| layer,
     )
     .await;
+    (h, failing)
+}
+
+#[tokio::test]
+async fn rfc5861_4_stale_if_error_serves_stale_on_5xx_but_not_with_must_revalidate() {
+    let (h, failing) = stale_if_error_harness().await;
     h.get("/sie").await;
     h.get("/mr").await;
     failing.store(true, Ordering::SeqCst);
@@ -376,26 +383,7 @@ async fn rfc5861_4_stale_if_error_serves_stale_on_5xx_but_not_with_must_revalida
 /// become a bare `max-age`, so that a must-revalidate response was served stale on error.
 #[tokio::test]
 async fn rfc9111_4_2_1_a_ttl_override_keeps_must_revalidate_and_stale_if_error() {
-    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fail = failing.clone();
-    let h = harness(
-        move |request, _| {
-            if fail.load(Ordering::SeqCst) {
-                return Response::builder()
-                    .status(StatusCode::INTERNAL_SERVER_ERROR)
-                    .body(full("boom"))
-                    .expect("response");
-            }
-            let cc = if request.uri.path() == "/mr" {
-                "max-age=1, must-revalidate, stale-if-error=600"
-            } else {
-                "max-age=1, stale-if-error=600"
-            };
-            ok(cc, "good")
-        },
-        |layer| layer,
-    )
-    .await;
+    let (h, failing) = stale_if_error_harness().await;
     let with_ttl = |path: &str| {
         let mut request = h
             .request("GET", path)

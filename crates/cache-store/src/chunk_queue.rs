@@ -7,7 +7,8 @@
 //! moved into the queue: a writer that waits for readiness between writes, as the cache's tee
 //! does, is slowed to the job's pace and never fails for being ahead; it holds at most `depth`
 //! chunks plus those of the one write it was allowed. One that does not wait is refused at the
-//! start of a write once `depth` chunks wait in the overflow ([`ChunkSender::is_behind`]).
+//! start of a write once `depth` chunks wait in the overflow
+//! ([`ChunkSender::refuse_if_behind`]).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -57,9 +58,23 @@ pub(crate) struct ChunkSender<T> {
 
 impl<T> ChunkSender<T> {
     /// Whether `depth` chunks wait in the overflow: the writer did not wait for readiness
-    /// and the job fell behind it. Asked at the start of each write.
-    pub(crate) fn is_behind(&self) -> bool {
+    /// and the job fell behind it.
+    fn is_behind(&self) -> bool {
         self.overflow.len() >= self.depth
+    }
+
+    /// Asked at the start of each write: why `backend` refuses it once the writer is a whole
+    /// overflow ahead of the job (chunks of `chunk_size` bytes).
+    pub(crate) fn refuse_if_behind(&self, backend: &str, chunk_size: usize) -> Result<(), String> {
+        if !self.is_behind() {
+            return Ok(());
+        }
+        let waiting = 2 * self.depth;
+        Err(format!(
+            "{backend} fell behind: {waiting} chunks ({} KiB) of this body are already waiting \
+             to be written; not storing it",
+            waiting * chunk_size / 1024
+        ))
     }
 
     /// Queues `item` without waiting, in the overflow if the queue is full.

@@ -99,20 +99,6 @@ impl RedisWriter {
         Ok(())
     }
 
-    /// Refuses a write from a writer that did not wait for readiness and is a whole queue
-    /// ahead of the task (see [`chunk_queue`](crate::chunk_queue)).
-    fn check_not_behind(&mut self) -> Result<(), StoreError> {
-        if !self.queue.as_ref().is_some_and(ChunkSender::is_behind) {
-            return Ok(());
-        }
-        let waiting = 2 * self.inner.queue_chunks;
-        let kib = waiting * self.inner.chunk_size / 1024;
-        Err(self.fail(format!(
-            "Redis fell behind: {waiting} chunks ({kib} KiB) of this body are already \
-             waiting to be written; not storing it"
-        )))
-    }
-
     fn start_job(&mut self) {
         let (tx, rx) = chunk_queue(self.inner.queue_chunks);
         let job = Job {
@@ -145,7 +131,11 @@ impl EntryWriter for RedisWriter {
         if let Some(error) = self.refused() {
             return Err(error);
         }
-        self.check_not_behind()?;
+        if let Some(queue) = &self.queue {
+            if let Err(why) = queue.refuse_if_behind("Redis", self.inner.chunk_size) {
+                return Err(self.fail(why));
+            }
+        }
         let limit = self.inner.max_body_size;
         self.len = self.len.saturating_add(chunk.len() as u64);
         if self.len > limit {

@@ -89,20 +89,6 @@ impl SqliteWriter {
         Ok(())
     }
 
-    /// Refuses a write from a writer that did not wait for readiness and is a whole queue
-    /// ahead of the job (see [`chunk_queue`](crate::chunk_queue)).
-    fn check_not_behind(&mut self) -> Result<(), StoreError> {
-        if !self.queue.as_ref().is_some_and(ChunkSender::is_behind) {
-            return Ok(());
-        }
-        let waiting = 2 * self.inner.queue_chunks;
-        Err(self.fail(format!(
-            "the SQLite database fell behind: {waiting} chunks ({} KiB) of this body are \
-             already waiting to be written; not storing it",
-            waiting * CHUNK / 1024
-        )))
-    }
-
     fn job_failure(&self) -> String {
         lock(&self.failure)
             .clone()
@@ -151,7 +137,11 @@ impl EntryWriter for SqliteWriter {
         if let Some(error) = self.refused() {
             return Err(error);
         }
-        self.check_not_behind()?;
+        if let Some(queue) = &self.queue {
+            if let Err(why) = queue.refuse_if_behind("the SQLite database", CHUNK) {
+                return Err(self.fail(why));
+            }
+        }
         let limit = self.inner.max_body_size;
         self.len = self.len.saturating_add(chunk.len() as u64);
         if self.len > limit {
