@@ -16,6 +16,8 @@
 
 use http::header::{HeaderName, HeaderValue};
 
+use crate::syntax::{self, is_ows, is_tchar};
+
 /// The largest delta-seconds value a cache must represent (RFC 9111 §1.2.2): larger values and
 /// overflowing calculations are taken as 2^31.
 pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
@@ -61,58 +63,13 @@ impl Argument<'_> {
         }
     }
 
-    /// RFC 9111 §1.2.2 delta-seconds: one or more digits, nothing else. Values too large to
-    /// represent are 2^31.
+    /// The argument as delta-seconds ([`syntax::delta_seconds`]); a quoted argument is not.
     fn delta_seconds(&self) -> Option<u64> {
         let Argument::Plain(digits) = self else {
             return None;
         };
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut value: u64 = 0;
-        for &d in *digits {
-            value = value.saturating_mul(10).saturating_add(u64::from(d - b'0'));
-        }
-        Some(value.min(DELTA_SECONDS_MAX))
+        syntax::delta_seconds(digits)
     }
-}
-
-/// RFC 9110 §5.6.2 `tchar`, as a table: it is tested for every byte of every directive.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
-
-pub(crate) fn is_tchar(b: u8) -> bool {
-    TCHAR[usize::from(b)]
-}
-
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
 }
 
 /// Splits one field line into directives. Broken directives are skipped.
@@ -265,7 +222,7 @@ fn field_names(argument: &Argument<'_>) -> Vec<HeaderName> {
     argument
         .unescaped()
         .split(|&b| b == b',')
-        .map(crate::vary::trim_ows)
+        .map(syntax::trim_ows)
         .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect()
 }

@@ -5,9 +5,10 @@ use std::time::{Duration, SystemTime};
 use http::header::{CACHE_CONTROL, DATE, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::directives::{is_tchar, Argument, Directives, ResponseDirectives, DELTA_SECONDS_MAX};
+use crate::directives::{Argument, Directives, ResponseDirectives, DELTA_SECONDS_MAX};
 use crate::parsed::Facts;
 use crate::parsed::CDN_CACHE_CONTROL;
+use crate::syntax::{delta_seconds, is_token, trim_ows};
 use crate::{PolicyOptions, StoredResponse};
 
 /// Where a response's freshness lifetime came from.
@@ -159,15 +160,8 @@ pub(crate) fn date_value(stored: &StoredResponse) -> SystemTime {
 /// RFC 9111 §5.1: the `Age` field, first member of a list, ignored when invalid.
 pub(crate) fn age_value(line: &HeaderValue) -> Option<Duration> {
     let line = line.as_bytes();
-    let first = crate::vary::trim_ows(line.split(|&b| b == b',').next()?);
-    if first.is_empty() || !first.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &d in first {
-        value = value.saturating_mul(10).saturating_add(u64::from(d - b'0'));
-    }
-    Some(Duration::from_secs(value.min(DELTA_SECONDS_MAX)))
+    let first = trim_ows(line.split(|&b| b == b',').next()?);
+    delta_seconds(first).map(Duration::from_secs)
 }
 
 pub(crate) fn since(later: SystemTime, earlier: SystemTime) -> Duration {
@@ -301,9 +295,7 @@ fn kept_directives(lines: http::header::GetAll<'_, HeaderValue>) -> Vec<u8> {
             out.extend_from_slice(directive.name);
             match directive.argument {
                 None | Some(Argument::Invalid) => {}
-                Some(Argument::Plain(text))
-                    if !text.is_empty() && text.iter().all(|&b| is_tchar(b)) =>
-                {
+                Some(Argument::Plain(text)) if is_token(text) => {
                     out.push(b'=');
                     out.extend_from_slice(text);
                 }

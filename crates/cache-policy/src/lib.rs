@@ -60,20 +60,30 @@
 //! `Expires` are parsed once, which is what a store that keeps entries in memory hands out so
 //! that a hit parses nothing.
 //!
-//! Module map, by RFC 9111 section: [`directives`] (§5.2), freshness and age (§4.2), Vary
-//! (§4.1), header storage and update (§3.1, §3.2), validation (§4.3), invalidation (§4.4).
+//! Module map, by RFC 9111 section. The rules of [`CachePolicy`], one `impl` block each:
+//! `storing` (§3, §3.1, §3.5: whether and how long to store, and the dispatch of the origin's
+//! answer), `reuse` (§4, §4.1 selection, §4.2.4 and RFC 5861 serving stale), `freshening`
+//! (§4.3.3 to §4.3.5: 304 and HEAD responses) and `invalidation` (§4.4), with `policy` holding
+//! the type itself and what they share. Their building blocks: [`directives`] (§5.2),
+//! `freshness` (§4.2 freshness and age), `vary` (§4.1), `headers` (§3.1, §3.2 header storage
+//! and update), `validation` (§4.3), and `syntax` (the HTTP grammar they parse).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod cache_status;
 mod decision;
 pub mod directives;
+mod freshening;
 mod freshness;
 mod headers;
+mod invalidation;
 mod options;
 mod parsed;
 mod policy;
+mod reuse;
 mod stored;
+mod storing;
+mod syntax;
 mod uri;
 mod validation;
 mod vary;

@@ -6,7 +6,7 @@ use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::freshness::{date_value, parse_date};
-use crate::vary::trim_ows;
+use crate::syntax::trim_ows;
 use crate::{RequestHead, StoredResponse};
 
 /// An entity tag: `W/"xyzzy"` or `"xyzzy"`.

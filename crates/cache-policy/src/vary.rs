@@ -3,6 +3,7 @@
 use http::header::VARY;
 use http::{HeaderMap, HeaderValue};
 
+use crate::syntax::{is_token, trim_ows};
 use crate::{NotStorable, StoredResponse};
 
 /// The members of a comma-separated list spread over several field lines, with optional
@@ -17,19 +18,6 @@ pub(crate) fn list_members<'a>(
         .flat_map(|line| line.as_bytes().split(|&b| b == b','))
         .map(trim_ows)
         .filter(|member| !member.is_empty())
-}
-
-/// Removes optional whitespace (SP and HTAB) from both ends.
-pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &bytes[start..end]
 }
 
 /// The field names listed by every `Vary` line of `headers`, as written (compare them
@@ -56,7 +44,7 @@ pub(crate) fn unmatchable(headers: &HeaderMap) -> Option<NotStorable> {
 
 /// A field name (RFC 9110 §5.1: a token); `*` is not one here.
 fn is_field_name(name: &[u8]) -> bool {
-    name != b"*" && !name.is_empty() && name.iter().all(|&b| crate::directives::is_tchar(b))
+    name != b"*" && is_token(name)
 }
 
 /// Whether two sets of field lines for one field carry the same values.
