@@ -66,13 +66,15 @@
 //! (§4.3.3 to §4.3.5: 304 and HEAD responses) and `invalidation` (§4.4), with `policy` holding
 //! the type itself and what they share. Their building blocks: [`directives`] (§5.2),
 //! `freshness` (§4.2 freshness and age), `vary` (§4.1), `headers` (§3.1, §3.2 header storage
-//! and update), `validation` (§4.3), and `syntax` (the HTTP grammar they parse).
+//! and update), `validation` (§4.3), and `syntax` (the HTTP grammar they parse). One request's
+//! whole flow, built on them: [`Exchange`] (`exchange`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod cache_status;
 mod decision;
 pub mod directives;
+mod exchange;
 mod freshening;
 mod freshness;
 mod headers;
@@ -88,15 +90,19 @@ mod uri;
 mod validation;
 mod vary;
 
-pub use cache_status::{CacheStatusDetail, CacheStatusFwd};
+pub use cache_status::{CacheOutcome, CacheStatus, CacheStatusDetail, CacheStatusFwd};
 pub use decision::{
     AfterResponse, ForwardReason, Lookup, NotStorable, ResponseAction, RevalidateReason,
     Revalidation, Serve, StaleReason, Update,
 };
 pub use directives::{FieldScope, MaxStale, RequestDirectives, ResponseDirectives};
+pub use exchange::{
+    Answer, CacheMode, CacheRules, CandidateId, Candidates, Effects, Exchange, Freshen, Next,
+    Overrides, Reply, Respond, StoreResponse,
+};
 pub use freshness::{override_freshness_lifetime, Freshness, FreshnessSource};
 pub use options::{Heuristics, PolicyOptions, ServeStale, SharedCookies};
 pub use parsed::{Candidate, ParsedResponse};
 pub use policy::{CachePolicy, RequestHead, ResponseHead};
 pub use stored::StoredResponse;
-pub use uri::effective_uri;
+pub use uri::{align_host, effective_uri};

@@ -5,6 +5,41 @@ use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Uri};
 
+/// RFC 9112 §3.2.2: the target's authority wins over `Host`. A request in absolute form goes
+/// to the origin with the `Host` its target names (without user information), so that the
+/// origin answers for the host the response is keyed by, and a client cannot have one host's
+/// answer stored under another's URL. A request without `Host` is left to the client, which
+/// adds it from the target.
+///
+/// ```
+/// let mut request = http::Request::get("http://a.example/page")
+///     .header("host", "b.example")
+///     .body(())
+///     .unwrap();
+/// cache_policy::align_host(&mut request);
+/// assert_eq!(request.headers()["host"], "a.example");
+/// ```
+pub fn align_host<B>(request: &mut http::Request<B>) {
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    let host = match authority.as_str().rsplit_once('@') {
+        Some((_user_info, host)) => host,
+        None => authority.as_str(),
+    };
+    let mut lines = request.headers().get_all(HOST).iter();
+    let agrees = match (lines.next(), lines.next()) {
+        (None, _) => return,
+        (Some(line), None) => line.as_bytes().eq_ignore_ascii_case(host.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !agrees {
+        if let Ok(value) = http::HeaderValue::from_str(host) {
+            request.headers_mut().insert(HOST, value);
+        }
+    }
+}
+
 /// The target URI of a request (RFC 9110 §7.1): the request-target itself when it is in
 /// absolute form (client side), or rebuilt from the `Host` header for origin-form targets
 /// (server side, proxies). The scheme of an origin-form target is `http`; see

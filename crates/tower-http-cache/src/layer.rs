@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_policy::{CachePolicy, Heuristics, PolicyOptions, ServeStale, SharedCookies};
+use cache_policy::{CacheRules, Heuristics, PolicyOptions, SharedCookies};
 use cache_store::Store;
 use http::uri::Scheme;
 use http::{Method, StatusCode, Uri};
@@ -66,14 +66,8 @@ pub(crate) struct Config {
 /// Everything a [`CacheService`] shares between its clones and its requests.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
-    /// RFC 9111 as configured.
-    pub(crate) policy: CachePolicy,
-    /// The same, revalidating every reuse ([`CacheMode::NoCache`](crate::CacheMode::NoCache)).
-    pub(crate) revalidating: CachePolicy,
-    /// The same, ignoring the rules ([`CacheMode::IgnoreRules`](crate::CacheMode::IgnoreRules)).
-    pub(crate) ignoring: CachePolicy,
-    /// Reuses anything stored, however stale ([`CacheMode::ForceCache`](crate::CacheMode::ForceCache)).
-    pub(crate) forcing: CachePolicy,
+    /// RFC 9111 as configured, with its variants for the cache modes and the body limit.
+    pub(crate) rules: CacheRules,
     pub(crate) clock: SharedClock,
     pub(crate) key_fn: Option<KeyFn>,
     pub(crate) cache_status_header: bool,
@@ -87,24 +81,13 @@ pub(crate) struct Shared {
     pub(crate) background_revalidation: bool,
     pub(crate) background_refreshes: Arc<RefreshSlots>,
     pub(crate) origin_timeout: Option<Duration>,
-    pub(crate) max_body_size: Option<u64>,
 }
 
 impl Shared {
     fn new(config: Config) -> Self {
-        let options = config.options;
-        let forever = Duration::from_secs(cache_policy::directives::DELTA_SECONDS_MAX);
-        let forcing = options.clone().ignore_rules(true).serve_stale(ServeStale {
-            use_directives: false,
-            default_stale_while_revalidate: forever,
-            default_stale_if_error: forever,
-        });
         Shared {
             store: config.store,
-            revalidating: CachePolicy::new(options.clone().always_revalidate(true)),
-            ignoring: CachePolicy::new(options.clone().ignore_rules(true)),
-            forcing: CachePolicy::new(forcing),
-            policy: CachePolicy::new(options),
+            rules: CacheRules::new(config.options).max_body_size(config.max_body_size),
             clock: SharedClock(config.clock),
             key_fn: config.key_fn,
             cache_status_header: config.cache_status_header,
@@ -116,7 +99,6 @@ impl Shared {
             background_revalidation: config.background_revalidation,
             background_refreshes: RefreshSlots::new(config.max_background_refreshes),
             origin_timeout: config.origin_timeout,
-            max_body_size: config.max_body_size,
         }
     }
 

@@ -101,7 +101,7 @@ mod body_key;
 mod builder;
 mod clock;
 mod coalesce;
-mod exchange;
+mod driver;
 mod future;
 mod invalidation;
 mod key;
@@ -111,7 +111,6 @@ mod options;
 mod origin;
 mod refresh;
 mod service;
-mod status;
 
 pub use body::{BodyError, CacheBody};
 #[cfg(feature = "body-key")]
@@ -124,11 +123,10 @@ pub use key::default_key;
 pub use layer::CacheLayer;
 pub use options::{CacheKey, CacheMode, CacheTtl};
 pub use service::CacheService;
-pub use status::{CacheOutcome, CacheStatus};
 
 pub use cache_policy::{
-    self as policy, CacheStatusDetail, CacheStatusFwd, Heuristics, PolicyOptions, ServeStale,
-    SharedCookies,
+    self as policy, CacheOutcome, CacheStatus, CacheStatusDetail, CacheStatusFwd, Heuristics,
+    PolicyOptions, ServeStale, SharedCookies,
 };
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]

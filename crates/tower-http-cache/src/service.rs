@@ -1,5 +1,5 @@
 //! [`CacheService`]: the tower `Service` of the cache; each request's path through it is an
-//! [`Exchange`](crate::exchange::Exchange).
+//! [`Driver`](crate::driver::Driver).
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::exchange::Exchange;
+use crate::driver::Driver;
 use crate::layer::Shared;
 use crate::origin::Origin;
 use crate::{CacheBody, ResponseFuture};
@@ -86,6 +86,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        Exchange::new(&self.shared, &self.inner).start(request)
+        Driver::new(&self.shared, &self.inner).start(request)
     }
 }
