@@ -95,34 +95,26 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-mod body;
 #[cfg(feature = "body-key")]
 mod body_key;
 mod builder;
+mod cache;
 mod clock;
-mod coalesce;
-mod driver;
-mod future;
-mod invalidation;
 mod key;
-mod layer;
 mod log;
 mod options;
-mod origin;
-mod refresh;
-mod service;
 
-pub use body::{BodyError, CacheBody};
 #[cfg(feature = "body-key")]
 #[cfg_attr(docsrs, doc(cfg(feature = "body-key")))]
 pub use body_key::{BodyKey, BodyKeyError, BodyKeyLayer, ReplayBody};
 pub use builder::ServiceBuilderExt;
+pub use cache::body::{BodyError, CacheBody};
+pub use cache::future::ResponseFuture;
+pub use cache::layer::CacheLayer;
+pub use cache::service::CacheService;
 pub use clock::{Clock, SystemClock};
-pub use future::ResponseFuture;
 pub use key::default_key;
-pub use layer::CacheLayer;
 pub use options::{CacheKey, CacheMode, CacheTtl};
-pub use service::CacheService;
 
 pub use cache_policy::{
     self as policy, CacheOutcome, CacheStatus, CacheStatusDetail, CacheStatusFwd, Heuristics,

@@ -10,21 +10,26 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Buf;
-use cache_policy::{
-    Answer, CacheStatusDetail, Effects, Freshen, Next, Overrides, Reply, Respond, StoreResponse,
-};
-use cache_store::{Entries, EntryWriter, StoreError, VariantId, WriteOptions};
+use cache_policy::{Answer, CacheStatusDetail, Effects, Next, Overrides, Reply, Respond};
+use cache_store::{Entries, StoreError};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::body::{CacheBody, Finish};
-use crate::coalesce::{self, Leader, Role};
-use crate::invalidation::Generation;
-use crate::layer::Shared;
+mod coalesce;
+mod effects;
+mod refresh;
+
+pub(crate) use coalesce::{InFlight, Leader};
+pub(crate) use refresh::RefreshSlots;
+
+use super::body::CacheBody;
+use super::invalidation::Generation;
+use super::layer::Shared;
+use super::origin::Origin;
 use crate::log;
-use crate::origin::Origin;
 use crate::{CacheKey, CacheMode, CacheOutcome, CacheStatus, CacheTtl, ResponseFuture};
+use effects::write_options;
 
 /// The exchange of one request, over the candidates a store hands out.
 type Exchange = cache_policy::Exchange<Entries>;
@@ -70,13 +75,6 @@ struct Later<ResB> {
     reply: Reply,
     effects: Effects,
     response: Response<ResB>,
-}
-
-/// A request that found another one for its key at the origin: it waits for that one's
-/// outcome, at most until `deadline`.
-struct Following {
-    outcome: Arc<coalesce::Outcome>,
-    deadline: tokio::time::Instant,
 }
 
 /// Drives the exchanges of one service's requests.
@@ -271,54 +269,6 @@ where
         }
     }
 
-    /// Joins the in-flight requests for the key: `Ok(Some)` leads, `Ok(None)` goes alone
-    /// (coalescing is off, or the mode does not store), `Err` follows the request already at
-    /// the origin.
-    fn join(&self, trip: &Trip) -> Result<Option<Leader>, Following> {
-        let Some(timeout) = self.shared.coalesce else {
-            return Ok(None);
-        };
-        if !trip.exchange.may_reuse_others() {
-            return Ok(None);
-        }
-        let key = trip.exchange.key();
-        let deadline = match trip.follow_deadline {
-            // Followed long enough: lead if the key is free, else go alone.
-            Some(deadline) if tokio::time::Instant::now() >= deadline => {
-                return Ok(self.shared.in_flight.lead(key));
-            }
-            Some(deadline) => deadline,
-            None => tokio::time::Instant::now() + timeout,
-        };
-        match self.shared.in_flight.join(key) {
-            Role::Leader(leader) => Ok(Some(leader)),
-            Role::Follower(outcome) => Err(Following { outcome, deadline }),
-        }
-    }
-
-    /// Waits for the request for the same key already at the origin, then looks in the store
-    /// again. When the leader failed and nothing usable is there, the first follower to look
-    /// leads the next attempt and the others follow it, until their deadline: a failed leader
-    /// hands over to one new leader, not to a stampede. When the leader's response was not
-    /// one to store, each follower goes to the origin for its own.
-    async fn follow(
-        self,
-        following: Following,
-        forward: Box<Forward<ReqB>>,
-    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
-        let handed_over = coalesce::wait(
-            following.outcome,
-            following.deadline,
-            self.shared.coalesce_streaming_wait,
-        )
-        .await;
-        let Forward {
-            request, mut trip, ..
-        } = *forward;
-        trip.follow_deadline = Some(following.deadline);
-        self.lookup(request, trip, handed_over).await
-    }
-
     /// The response `reply` describes: the origin's `response`, a stored one, or one the
     /// cache generates; with its status recorded.
     fn respond(
@@ -478,199 +428,6 @@ where
             response,
         }))
     }
-
-    /// The answers that wait on the store: the invalidations first (RFC 9111 §4.4), then the
-    /// write, freshenings or removals the answer needs.
-    async fn complete(&self, later: Box<Later<ResB>>) -> Response<CacheBody<ResB>> {
-        let Later {
-            mut trip,
-            reply,
-            effects,
-            response,
-        } = *later;
-        let key = trip.exchange.key().clone();
-        let mut invalidate: Vec<Arc<str>> = effects
-            .invalidate
-            .iter()
-            .map(|uri| self.shared.key_for(uri))
-            .collect();
-        if effects.invalidate_own_key {
-            invalidate.push(key.clone());
-        }
-        let own_key = invalidate.contains(&key);
-        self.invalidate(invalidate).await;
-        if own_key {
-            // This request's own invalidation comes before what it stores (a POST cached by
-            // its body's key): only a later one overtakes its write.
-            trip.generation = self.shared.invalidations.generation(&key);
-        }
-        if let Some(store) = effects.store {
-            let begun = self
-                .shared
-                .store
-                .begin(&key, store.entry.clone(), write_options(&store))
-                .await;
-            return self.tee(begun, *store, reply, response, trip);
-        }
-        self.freshen(&trip, effects.freshen).await;
-        let removed = variants_of(&trip.exchange, effects.remove.iter().copied());
-        self.remove_variants(&key, removed).await;
-        self.respond(&trip.exchange, reply, Some(response))
-    }
-
-    /// Tees the origin's response into the writer the store began; when it could not begin,
-    /// passes the response on unstored.
-    fn tee(
-        &self,
-        begun: Result<Box<dyn EntryWriter>, StoreError>,
-        store: StoreResponse,
-        reply: Reply,
-        response: Response<ResB>,
-        trip: Trip,
-    ) -> Response<CacheBody<ResB>> {
-        let mut status = reply.status;
-        let writer = match begun {
-            Ok(writer) => writer,
-            Err(error) => {
-                log::store_error("begin", &error);
-                return self.finish(response.map(CacheBody::origin), status);
-            }
-        };
-        status.stored = true;
-        if let Some(leader) = &trip.leader {
-            leader.streaming();
-        }
-        // A store keeps one entry per variant: the new response overwrites its own.
-        let own = VariantId::of(&store.entry);
-        let superseded = variants_of(&trip.exchange, store.superseded.iter().copied())
-            .into_iter()
-            .filter(|variant| *variant != own)
-            .collect();
-        let finish = Finish {
-            store: self.shared.store.clone(),
-            key: trip.exchange.key().clone(),
-            superseded,
-            leader: trip.leader,
-            entry: store.entry,
-            invalidations: self.shared.invalidations.clone(),
-            generation: trip.generation,
-        };
-        let writer = self.limit(writer);
-        self.finish(
-            response.map(|body| CacheBody::tee(body, writer, finish)),
-            status,
-        )
-    }
-
-    /// RFC 9111 §4.4: removes what is stored under the invalidated keys, after marking them
-    /// invalidated so that no write begun earlier lands afterwards.
-    async fn invalidate(&self, keys: Vec<Arc<str>>) {
-        for key in keys {
-            self.shared.invalidations.invalidate(&key);
-            if let Err(error) = self.shared.store.remove(&key, None).await {
-                log::store_error("invalidate", &error);
-            }
-        }
-    }
-
-    /// Writes the freshened metadata of stored variants (RFC 9111 §4.3.4), unless an
-    /// invalidation of the key began since the request read them: then the freshening would
-    /// bring back what the invalidation removed. One that lands in the middle of the writes
-    /// has what they wrote removed again.
-    async fn freshen(&self, trip: &Trip, freshen: Vec<Freshen>) {
-        let invalidations = &self.shared.invalidations;
-        let key = &**trip.exchange.key();
-        let mut written = Vec::new();
-        for Freshen {
-            candidate,
-            entry,
-            ttl,
-        } in freshen
-        {
-            if !invalidations.unchanged_since(trip.generation) {
-                break;
-            }
-            let Some(stored) = trip.exchange.candidate(candidate) else {
-                continue;
-            };
-            let variant = stored.variant.clone();
-            match self.shared.store.update(key, &variant, entry, ttl).await {
-                Ok(()) => written.push(variant),
-                Err(error) => log::store_error("update", &error),
-            }
-        }
-        if !invalidations.unchanged_since(trip.generation) {
-            self.remove_variants(key, written).await;
-        }
-    }
-
-    async fn remove_variants(&self, key: &str, variants: Vec<VariantId>) {
-        for variant in variants {
-            if let Err(error) = self.shared.store.remove(key, Some(&variant)).await {
-                log::store_error("remove", &error);
-            }
-        }
-    }
-
-    fn limit(&self, writer: Box<dyn EntryWriter>) -> Box<dyn EntryWriter> {
-        match self.shared.rules.body_size_limit() {
-            Some(limit) => Box::new(LimitedWriter {
-                inner: writer,
-                written: 0,
-                limit,
-            }),
-            None => writer,
-        }
-    }
-
-    /// RFC 5861 §3: refreshes a stale response after it was served, in a spawned task, at most
-    /// one per key at a time.
-    fn refresh_in_background(&self, request: Request<ReqB>, mut trip: Trip) {
-        // Nothing to do when a refresh (or a miss) for this key is already at the origin, or
-        // when as many refreshes as allowed are under way: the stale response was served, and
-        // a later request refreshes it.
-        let Some(slot) = self.shared.background_refreshes.take() else {
-            return;
-        };
-        let Some(leader) = self.shared.in_flight.lead(trip.exchange.key()) else {
-            return;
-        };
-        trip.leader = Some(leader);
-        let driver = self.to_owned();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let forward = Box::new(Forward {
-                request,
-                trip,
-                coalesce: false,
-            });
-            if let Ok(response) = driver.go_to_origin(forward).await {
-                // Drain the body so that a teed response is stored.
-                let mut body = std::pin::pin!(response.into_body());
-                while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-                    if frame.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// The variant ids of the candidates `ids` name.
-fn variants_of(
-    exchange: &Exchange,
-    ids: impl Iterator<Item = cache_policy::CandidateId>,
-) -> Vec<VariantId> {
-    ids.filter_map(|id| Some(exchange.candidate(id)?.variant.clone()))
-        .collect()
-}
-
-fn write_options(store: &StoreResponse) -> WriteOptions {
-    WriteOptions {
-        ttl: store.ttl,
-        content_length: store.content_length,
-    }
 }
 
 /// A response the cache makes itself, with an empty body.
@@ -678,32 +435,4 @@ fn generated<B>(status: StatusCode) -> Response<CacheBody<B>> {
     let mut response = Response::new(CacheBody::empty());
     *response.status_mut() = status;
     response
-}
-
-/// Enforces the layer's body size limit on top of the store's own.
-struct LimitedWriter {
-    inner: Box<dyn EntryWriter>,
-    written: u64,
-    limit: u64,
-}
-
-impl EntryWriter for LimitedWriter {
-    fn write(&mut self, chunk: bytes::Bytes) -> Result<(), StoreError> {
-        self.written += chunk.len() as u64;
-        if self.written > self.limit {
-            return Err(StoreError::TooLarge { limit: self.limit });
-        }
-        self.inner.write(chunk)
-    }
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), StoreError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn commit(self: Box<Self>) -> cache_store::BoxFuture<'static, Result<(), StoreError>> {
-        self.inner.commit()
-    }
 }

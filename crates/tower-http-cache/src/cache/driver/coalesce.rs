@@ -6,6 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Buf;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::{Driver, Forward, Trip};
+use crate::cache::body::CacheBody;
+
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -182,6 +190,72 @@ pub(crate) async fn wait(
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             return false;
         }
+    }
+}
+
+/// A request that found another one for its key at the origin: it waits for that one's
+/// outcome, at most until `deadline`.
+pub(super) struct Following {
+    outcome: Arc<Outcome>,
+    deadline: tokio::time::Instant,
+}
+
+impl<S, ReqB, ResB> Driver<'_, S, ReqB, ResB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Body + Send + 'static,
+    ResB::Data: Buf + Send,
+    ResB::Error: Send,
+{
+    /// Joins the in-flight requests for the key: `Ok(Some)` leads, `Ok(None)` goes alone
+    /// (coalescing is off, or the mode does not store), `Err` follows the request already at
+    /// the origin.
+    pub(super) fn join(&self, trip: &Trip) -> Result<Option<Leader>, Following> {
+        let Some(timeout) = self.shared.coalesce else {
+            return Ok(None);
+        };
+        if !trip.exchange.may_reuse_others() {
+            return Ok(None);
+        }
+        let key = trip.exchange.key();
+        let deadline = match trip.follow_deadline {
+            // Followed long enough: lead if the key is free, else go alone.
+            Some(deadline) if tokio::time::Instant::now() >= deadline => {
+                return Ok(self.shared.in_flight.lead(key));
+            }
+            Some(deadline) => deadline,
+            None => tokio::time::Instant::now() + timeout,
+        };
+        match self.shared.in_flight.join(key) {
+            Role::Leader(leader) => Ok(Some(leader)),
+            Role::Follower(outcome) => Err(Following { outcome, deadline }),
+        }
+    }
+
+    /// Waits for the request for the same key already at the origin, then looks in the store
+    /// again. When the leader failed and nothing usable is there, the first follower to look
+    /// leads the next attempt and the others follow it, until their deadline: a failed leader
+    /// hands over to one new leader, not to a stampede. When the leader's response was not
+    /// one to store, each follower goes to the origin for its own.
+    pub(super) async fn follow(
+        self,
+        following: Following,
+        forward: Box<Forward<ReqB>>,
+    ) -> Result<Response<CacheBody<ResB>>, S::Error> {
+        let handed_over = wait(
+            following.outcome,
+            following.deadline,
+            self.shared.coalesce_streaming_wait,
+        )
+        .await;
+        let Forward {
+            request, mut trip, ..
+        } = *forward;
+        trip.follow_deadline = Some(following.deadline);
+        self.lookup(request, trip, handed_over).await
     }
 }
 

@@ -11,11 +11,11 @@ use http::uri::Scheme;
 use http::{Method, StatusCode, Uri};
 use tower_layer::Layer;
 
+use super::driver::InFlight;
+use super::driver::RefreshSlots;
+use super::invalidation::Invalidations;
+use super::service::CacheService;
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::coalesce::InFlight;
-use crate::invalidation::Invalidations;
-use crate::refresh::RefreshSlots;
-use crate::service::CacheService;
 
 type KeyFn = Arc<dyn Fn(&Uri) -> String + Send + Sync>;
 

@@ -1,5 +1,5 @@
 //! [`CacheService`]: the tower `Service` of the cache; each request's path through it is an
-//! [`Driver`](crate::driver::Driver).
+//! [`Driver`](super::driver::Driver).
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::driver::Driver;
-use crate::layer::Shared;
-use crate::origin::Origin;
+use super::driver::Driver;
+use super::layer::Shared;
+use super::origin::Origin;
 use crate::{CacheBody, ResponseFuture};
 
 /// Caches the responses of the inner service `S`. Built by [`CacheLayer`](crate::CacheLayer).

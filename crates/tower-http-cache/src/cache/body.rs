@@ -11,8 +11,8 @@ use bytes::{Buf, Bytes};
 use cache_policy::ParsedResponse;
 use cache_store::{BoxFuture, EntryWriter, Store, StoreError, StoredBody, VariantId};
 
-use crate::coalesce::Leader;
-use crate::invalidation::{Generation, Invalidations};
+use super::driver::Leader;
+use super::invalidation::{Generation, Invalidations};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
