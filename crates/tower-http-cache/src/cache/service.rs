@@ -86,6 +86,6 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        Driver::new(&self.shared, &self.inner).start(request)
+        Driver::new(self.shared.clone(), self.inner.clone()).start(request)
     }
 }

@@ -200,7 +200,7 @@ pub(super) struct Following {
     deadline: tokio::time::Instant,
 }
 
-impl<S, ReqB, ResB> Driver<'_, S, ReqB, ResB>
+impl<S, ReqB, ResB> Driver<S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,

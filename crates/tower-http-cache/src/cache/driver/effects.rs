@@ -14,7 +14,7 @@ use super::{Driver, Exchange, Later, Trip};
 use crate::cache::body::{CacheBody, Finish};
 use crate::log;
 
-impl<S, ReqB, ResB> Driver<'_, S, ReqB, ResB>
+impl<S, ReqB, ResB> Driver<S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,

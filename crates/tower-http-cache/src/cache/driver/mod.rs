@@ -3,7 +3,6 @@
 //! response it says to send. The rules are the exchange's; this adds only IO, coalescing and
 //! background refreshes.
 
-use std::borrow::Cow;
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -77,33 +76,27 @@ struct Later<ResB> {
     response: Response<ResB>,
 }
 
-/// Drives the exchanges of one service's requests.
-///
-/// It borrows the service's shared state while the request is decided inside `call`, and owns
-/// a handle on it (`'static`) once the request needs a future: a hit answered at once clones
-/// no reference count.
-pub(crate) struct Driver<'a, S, ReqB, ResB> {
-    shared: Cow<'a, Arc<Shared>>,
-    inner: Cow<'a, Arc<Origin<S>>>,
+/// Drives the exchanges of one service's requests: one per request, holding the service's
+/// shared state and inner service.
+pub(crate) struct Driver<S, ReqB, ResB> {
+    shared: Arc<Shared>,
+    inner: Arc<Origin<S>>,
     _bodies: PhantomData<fn(ReqB) -> ResB>,
 }
 
-impl<'a, S, ReqB, ResB> Driver<'a, S, ReqB, ResB> {
-    pub(crate) fn new(shared: &'a Arc<Shared>, inner: &'a Arc<Origin<S>>) -> Self {
+impl<S, ReqB, ResB> Driver<S, ReqB, ResB> {
+    pub(crate) fn new(shared: Arc<Shared>, inner: Arc<Origin<S>>) -> Self {
         Driver {
-            shared: Cow::Borrowed(shared),
-            inner: Cow::Borrowed(inner),
+            shared,
+            inner,
             _bodies: PhantomData,
         }
     }
+}
 
-    /// The same driver, holding its own handles, for a future or a spawned task.
-    fn to_owned(&self) -> Driver<'static, S, ReqB, ResB> {
-        Driver {
-            shared: Cow::Owned(Arc::clone(&self.shared)),
-            inner: Cow::Owned(Arc::clone(&self.inner)),
-            _bodies: PhantomData,
-        }
+impl<S, ReqB, ResB> Clone for Driver<S, ReqB, ResB> {
+    fn clone(&self) -> Self {
+        Driver::new(self.shared.clone(), self.inner.clone())
     }
 }
 
@@ -115,7 +108,7 @@ fn candidates_or_log(read: Result<Entries, StoreError>) -> Entries {
     })
 }
 
-impl<'a, S, ReqB, ResB> Driver<'a, S, ReqB, ResB>
+impl<S, ReqB, ResB> Driver<S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -129,6 +122,7 @@ where
     ///
     /// An `async` block rather than an `async fn`, whose future would keep a second copy of
     /// the request (parameters are moved into locals).
+    #[allow(clippy::manual_async_fn)]
     fn call_origin(
         &self,
         request: Request<ReqB>,
@@ -171,15 +165,14 @@ where
                 .map(|uri| self.shared.key_for(&uri)),
         };
         let Some(key) = key else {
-            let this = self.to_owned();
             cache_policy::align_host(&mut request);
             return ResponseFuture::new(async move {
-                let response = this.call_origin(request).await?.map(CacheBody::origin);
+                let response = self.call_origin(request).await?.map(CacheBody::origin);
                 if mode == CacheMode::Disabled {
                     return Ok(response);
                 }
                 let status = CacheStatus::new(CacheOutcome::Bypass, None);
-                Ok(this.finish(response, status))
+                Ok(self.finish(response, status))
             });
         };
         let overrides = Overrides::default()
@@ -204,11 +197,9 @@ where
         match read_now {
             Some(read) => match self.decide(request, trip, candidates_or_log(read), true) {
                 Step::Respond(response) => ResponseFuture::ready(response),
-                Step::Forward(forward) => {
-                    ResponseFuture::new(self.to_owned().go_to_origin(forward))
-                }
+                Step::Forward(forward) => ResponseFuture::new(self.go_to_origin(forward)),
             },
-            None => ResponseFuture::new(self.to_owned().lookup(request, trip, true)),
+            None => ResponseFuture::new(self.lookup(request, trip, true)),
         }
     }
 

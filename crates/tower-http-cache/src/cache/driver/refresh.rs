@@ -49,7 +49,7 @@ impl Drop for RefreshSlot {
     }
 }
 
-impl<S, ReqB, ResB> Driver<'_, S, ReqB, ResB>
+impl<S, ReqB, ResB> Driver<S, ReqB, ResB>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
     S::Future: Send + 'static,
@@ -72,7 +72,7 @@ where
             return;
         };
         trip.leader = Some(leader);
-        let driver = self.to_owned();
+        let driver = self.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let forward = Box::new(Forward {
