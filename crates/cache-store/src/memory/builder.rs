@@ -37,10 +37,8 @@ impl MemoryStoreBuilder {
     ///
     /// With copies, an entry keeps no memory of the connection it was read from, and the
     /// bound holds for small entries read through hyper (see [`MemoryStore`], "What the bound
-    /// counts"): measured, 2.6 KB of memory for each stored 1 KiB response read through
-    /// hyper-util's client (counted 2.9 KB), against 6.0 KB without. The copies cost each write
-    /// one allocation for the header values and one for the body, and about 0.3 µs (a miss
-    /// through the layer with an in-process origin: 2.5 µs against 2.2 µs).
+    /// counts"). The copies cost each write one allocation for the header values and one for
+    /// the body (measured in README's BENCHMARKS section).
     pub fn copy_bytes(mut self, copy: bool) -> Self {
         self.copy_bytes = copy;
         self
