@@ -72,14 +72,16 @@
 //! 1. It computes the primary key ([`default_key`] of the target URI, or a [`CacheKey`]) and
 //!    reads the stored variants for it. A store that holds its entries in memory answers at
 //!    once ([`Store::get_now`]), so a hit is decided inside `call` and its future is ready.
-//! 2. It asks the [`policy`] what to do and does it: serve a stored response, answer 304 to a
+//! 2. It feeds them to the request's [`policy::Exchange`], the sans-IO flow of one request
+//!    in `cache-policy`, and does what it says: serve a stored response, answer 304 to a
 //!    conditional request, answer 504 to `only-if-cached`, or go to the origin (with
 //!    validators when revalidating). The origin call uses the readiness that `poll_ready`
 //!    reserved on the inner service (see [`CacheService`]).
-//! 3. It hands the origin's answer to the policy: store it (the body is teed into the store
-//!    while the caller reads it, and committed at its end), refresh stored responses after a
-//!    304, serve a stale response instead of an error, or pass it through; and invalidates
-//!    what an unsafe method changed.
+//! 3. It feeds the origin's answer to the exchange and carries out the effects it returns:
+//!    invalidate what an unsafe method changed, store the response (the body is teed into the
+//!    store while the caller reads it, and committed at its end), freshen stored responses
+//!    after a 304 or a HEAD; and sends the reply it names (the origin's response, a stored one
+//!    or a stale one instead of an error).
 //! 4. It records what happened in a [`CacheStatus`] in the response extensions, and with
 //!    [`CacheLayer::cache_status_header`] in an RFC 9211 `Cache-Status` header.
 //!
