@@ -1,13 +1,19 @@
 //! The Fetch standard's cache modes, per request.
 
-/// How one request uses the cache, in the spirit of the Fetch standard's cache modes. Insert it
-/// in the request's extensions; the default is [`CacheMode::Default`].
+/// How one request uses the cache, in the spirit of the Fetch standard's cache modes: given to
+/// an [`Exchange`](crate::Exchange) in its [`Overrides`](crate::Overrides) (with
+/// `tower-http-cache`, inserted in the request's extensions). The default is
+/// [`CacheMode::Default`].
 ///
 /// ```
-/// use cache_policy::CacheMode;
+/// use cache_policy::{CacheMode, CacheRules, Exchange, Overrides, StoredResponse};
 ///
-/// let mut request = http::Request::get("http://example.com/").body(()).unwrap();
-/// request.extensions_mut().insert(CacheMode::NoCache);
+/// let rules = CacheRules::default();
+/// let request = http::Request::get("http://example.com/").body(()).unwrap();
+/// let overrides = Overrides::default().mode(CacheMode::Reload);
+/// let exchange: Exchange<Vec<StoredResponse>> =
+///     Exchange::new(&rules, &request, "http://example.com/".into(), overrides);
+/// assert!(!exchange.reads_store(), "reload goes to the origin without a lookup");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
