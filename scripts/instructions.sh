@@ -18,7 +18,7 @@ count() {
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 workloads=("$@")
-[ ${#workloads[@]} -gt 0 ] || workloads=(limit-hit ours-hit baseline-miss ours-miss)
+[ ${#workloads[@]} -gt 0 ] || workloads=(limit-hit ours-hit ours-hit-1mib baseline-miss ours-miss)
 for workload in "${workloads[@]}"; do
     a=$(count "$workload" "$low")
     b=$(count "$workload" "$high")

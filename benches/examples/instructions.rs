@@ -11,7 +11,7 @@
 //! 10 000 is the cost of one iteration, without the setup. `scripts/instructions.sh` does
 //! that for every workload. Workloads, as in `benches/layer.rs`: `limit-hit` (a `HashMap`
 //! lookup and a fresh response), `ours-hit` (a 1 KiB hit through `CacheLayer` over a
-//! `MemoryStore`), `baseline-miss` (the origin called directly with a new URL each time),
+//! `MemoryStore`), `ours-hit-1mib` (the same with a 1 MiB body), `baseline-miss` (the origin called directly with a new URL each time),
 //! `ours-miss` (a miss through the layer, stored, with evictions in a 1 MiB store).
 
 use std::collections::HashMap;
@@ -59,9 +59,10 @@ fn main() {
                     exchange(&mut limit, hit_request()).await;
                 }
             }
-            "ours-hit" => {
+            "ours-hit" | "ours-hit-1mib" => {
+                let size = if workload == "ours-hit" { BODY } else { 1 << 20 };
                 let store = MemoryStore::builder().max_capacity_bytes(64 << 20).build();
-                let mut service = CacheLayer::new(store).layer(origin(BODY));
+                let mut service = CacheLayer::new(store).layer(origin(size));
                 exchange(&mut service, hit_request()).await;
                 for _ in 0..count {
                     exchange(&mut service, hit_request()).await;
@@ -82,7 +83,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "unknown workload {other:?}: limit-hit, ours-hit, baseline-miss, ours-miss"
+                    "unknown workload {other:?}: limit-hit, ours-hit, ours-hit-1mib, baseline-miss, ours-miss"
                 );
                 std::process::exit(2);
             }
