@@ -371,11 +371,7 @@ impl<L: Candidates> Exchange<L> {
                 freshness,
                 replaces,
             } if self.cacheable && mode != CacheMode::NoStore => {
-                let (entry, ttl) = match self.overrides.ttl {
-                    // The stored response says what the cache decided, so later lookups agree.
-                    Some(lifetime) => (with_lifetime(entry, lifetime), lifetime),
-                    None => (entry, ttl),
-                };
+                let ttl = self.overrides.ttl.unwrap_or(ttl);
                 let content_length = content_length(response.headers);
                 let too_large = matches!(
                     (rules.body_size_limit(), content_length),
@@ -386,10 +382,17 @@ impl<L: Candidates> Exchange<L> {
                 } else if ttl.is_zero() {
                     status.detail = Some(CacheStatusDetail::NotReusable);
                 } else {
-                    status.ttl = Some(match self.overrides.ttl {
-                        Some(lifetime) => lifetime,
-                        None => freshness.time_to_live(),
-                    });
+                    status.ttl = Some(
+                        self.overrides
+                            .ttl
+                            .unwrap_or_else(|| freshness.time_to_live()),
+                    );
+                    let entry = match self.overrides.ttl {
+                        // The stored response says what the cache decided, so later lookups
+                        // agree.
+                        Some(lifetime) => with_lifetime(entry, lifetime),
+                        None => entry,
+                    };
                     effects.store = Some(Box::new(StoreResponse {
                         entry,
                         ttl,
@@ -465,19 +468,20 @@ impl<L: Candidates> Exchange<L> {
         if let Some(stale) = self.on_error(rules, now) {
             return stale;
         }
-        let mut status = CacheStatus::new(CacheOutcome::Generated, Some(self.key.clone()));
-        status.fwd = Some(self.fwd);
-        status.detail = Some(CacheStatusDetail::OriginTimeout);
-        Reply {
-            respond: Respond::Generated(StatusCode::GATEWAY_TIMEOUT),
-            status,
-        }
+        let mut reply = self.gateway_timeout(CacheStatusDetail::OriginTimeout);
+        reply.status.fwd = Some(self.fwd);
+        reply
     }
 
     /// RFC 9111 §5.2.1.7: nothing usable is stored for an `only-if-cached` request.
     fn only_if_cached(&self) -> Reply {
+        self.gateway_timeout(CacheStatusDetail::OnlyIfCached)
+    }
+
+    /// A 504 the cache generates, for `detail`.
+    fn gateway_timeout(&self, detail: CacheStatusDetail) -> Reply {
         let mut status = CacheStatus::new(CacheOutcome::Generated, Some(self.key.clone()));
-        status.detail = Some(CacheStatusDetail::OnlyIfCached);
+        status.detail = Some(detail);
         Reply {
             respond: Respond::Generated(StatusCode::GATEWAY_TIMEOUT),
             status,
