@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::files::create_private_dir;
-use super::{FsStore, Inner, CHUNK, LOCK_STRIPES};
+use super::{FsStore, Inner, Reads, CHUNK, LOCK_STRIPES};
 use crate::StoreError;
 
 /// Configures an [`FsStore`]; see [`FsStore::builder`].
@@ -17,6 +17,7 @@ pub struct FsStoreBuilder {
     fsync: bool,
     stale_temp_age: Duration,
     inline_reads: bool,
+    nonblocking_reads: bool,
     write_buffer_bytes: usize,
 }
 
@@ -51,13 +52,39 @@ impl FsStoreBuilder {
         self
     }
 
-    /// Whether reads ([`Store::get`] and the body chunks it streams) run directly on the
-    /// calling task instead of tokio's blocking pool. Off by default.
+    /// Whether a read ([`Store::get`], or a chunk of the body it streams) runs on the calling
+    /// task when the kernel can answer it from memory, without waiting for the disk. On by
+    /// default; Linux only (elsewhere reads run on the blocking pool).
     ///
-    /// A read from a warm page cache takes a few microseconds, less than handing it to the
-    /// blocking pool and back; but a read that has to wait for a slow disk then stalls the
-    /// executor thread. Turn it on when the cache directory is on fast local storage and mostly
-    /// in the page cache. Writes always run in the background.
+    /// A read from the page cache takes a few microseconds, less than handing it to tokio's
+    /// blocking pool and back. Such a read cannot stall the executor thread: paths are looked
+    /// up with `openat2(RESOLVE_CACHED)` and data read with `preadv2(RWF_NOWAIT)`, which fail
+    /// rather than wait, and then the whole read is done again on the blocking pool. So is a
+    /// read that has to remove a file (an expired or damaged entry) or list a directory that
+    /// changed in the last two seconds. A kernel without these calls (before 5.12) or a
+    /// filesystem without `RWF_NOWAIT` sends every read to the pool.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_store::StoreError> {
+    /// # let dir = std::env::temp_dir().join("cache-store-doc-nonblocking");
+    /// // Every read on tokio's blocking pool:
+    /// let store = cache_store::FsStore::builder(&dir).nonblocking_reads(false).build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Store::get`]: crate::Store::get
+    pub fn nonblocking_reads(mut self, nonblocking: bool) -> Self {
+        self.nonblocking_reads = nonblocking;
+        self
+    }
+
+    /// Whether every read ([`Store::get`] and the body chunks it streams) runs on the calling
+    /// task, even one that has to wait for the disk. Off by default.
+    ///
+    /// This saves the blocking pool's handoff on the reads that
+    /// [`nonblocking_reads`](Self::nonblocking_reads) sends there, and off Linux on all of
+    /// them; but a read that waits for a slow disk then stalls the executor thread. Writes
+    /// always run in the background.
     ///
     /// [`Store::get`]: crate::Store::get
     pub fn inline_reads(mut self, inline: bool) -> Self {
@@ -85,7 +112,11 @@ impl FsStoreBuilder {
                 max_body_size: self.max_body_size.min(self.max_size_bytes),
                 fsync: self.fsync,
                 stale_temp_age: self.stale_temp_age,
-                inline_reads: self.inline_reads,
+                reads: match (self.inline_reads, self.nonblocking_reads) {
+                    (true, _) => Reads::Inline,
+                    (false, true) => Reads::Cached,
+                    (false, false) => Reads::Pool,
+                },
                 write_buffer_bytes: self.write_buffer_bytes,
                 index: OnceLock::new(),
                 locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -106,6 +137,7 @@ impl FsStore {
             fsync: false,
             stale_temp_age: Duration::from_secs(600),
             inline_reads: false,
+            nonblocking_reads: true,
             write_buffer_bytes: 1 << 20,
         }
     }

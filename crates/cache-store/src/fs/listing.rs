@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::files::{dir_metadata, would_block, Wait};
 use super::{Inner, KeyHash, ENTRY_SUFFIX};
 
 /// How long a directory must have been unchanged before a listing of it is reused; more than
@@ -66,15 +67,24 @@ impl Inner {
     /// a later modification time, even on filesystems with coarse timestamps, so an unchanged
     /// time means unchanged contents. (A stale listing could only cause a miss anyway: every
     /// file is opened and checked.)
-    pub(super) fn list_variants_for_read(&self, key: &KeyHash) -> io::Result<Vec<PathBuf>> {
+    ///
+    /// With [`Wait::Never`], only a reused listing is an answer: reading a directory may wait.
+    pub(super) fn list_variants_for_read(
+        &self,
+        key: &KeyHash,
+        wait: Wait,
+    ) -> io::Result<Vec<PathBuf>> {
         let dir = self.dir_of(key);
-        let modified = match fs::metadata(&dir) {
+        let modified = match dir_metadata(&dir, wait) {
             Ok(meta) => meta.modified().ok(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let Some(modified) = modified else {
-            return self.list_variants(key);
+            return match wait {
+                Wait::Allowed => self.list_variants(key),
+                Wait::Never => Err(would_block()),
+            };
         };
         let listings = self
             .listings
@@ -86,6 +96,9 @@ impl Inner {
             }
         }
         drop(listings);
+        if wait == Wait::Never {
+            return Err(would_block());
+        }
         let names = match read_entry_names(&dir) {
             Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -65,8 +65,13 @@
 //! # Runtime
 //!
 //! Disk work runs on tokio's blocking pool when a tokio runtime is present (and inline
-//! otherwise); reads can be made to run on the calling task with
-//! [`FsStoreBuilder::inline_reads`], which is faster on a warm page cache.
+//! otherwise), with one exception: on Linux, a read that the kernel can answer from memory
+//! (the page cache and its cache of path lookups) runs on the calling task, because handing
+//! it to the blocking pool and back costs more than the read. Such a read never waits for
+//! the disk: it looks paths up with `openat2(RESOLVE_CACHED)` and reads with
+//! `preadv2(RWF_NOWAIT)`, and the first call that would wait sends the whole read to the
+//! blocking pool. See [`FsStoreBuilder::nonblocking_reads`] and
+//! [`FsStoreBuilder::inline_reads`].
 
 use std::fmt;
 use std::fs::{self, File};
@@ -87,7 +92,10 @@ mod writer;
 
 pub use builder::FsStoreBuilder;
 
-use files::{create_private_dir, ignore_not_found, private_file_options, still_names, sync_dir};
+use files::{
+    create_private_dir, ignore_not_found, is_would_block, open_to_read, private_file_options,
+    still_names, sync_dir, would_block, Wait,
+};
 use index::Index;
 use listing::Listings;
 use read::{decode_open, read_header, EntryFile, ReadError};
@@ -104,6 +112,17 @@ const CHUNK: usize = 64 * 1024;
 const ENTRY_SUFFIX: &str = ".entry";
 const TEMP_PREFIX: &str = ".tmp-";
 const LOCK_STRIPES: usize = 64;
+
+/// Where reads run (see [`FsStoreBuilder::nonblocking_reads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reads {
+    /// On the blocking pool.
+    Pool,
+    /// On the calling task when nothing has to wait for the disk, else on the blocking pool.
+    Cached,
+    /// On the calling task, whatever the wait.
+    Inline,
+}
 
 /// A store on the local filesystem, safe against crashes and shareable between processes.
 /// See the [module documentation](self) for the layout and guarantees.
@@ -156,7 +175,7 @@ struct Inner {
     max_body_size: u64,
     fsync: bool,
     stale_temp_age: Duration,
-    inline_reads: bool,
+    reads: Reads,
     write_buffer_bytes: usize,
     index: OnceLock<Mutex<Index>>,
     /// Serializes, within this process, the final rename of a commit with the
@@ -301,8 +320,16 @@ impl Inner {
 
     /// Reads one variant file. `Ok(None)` is a miss (missing, expired, corrupt or another
     /// key's entry); corrupt and expired files are deleted.
-    fn read_entry(self: &Arc<Self>, key: &str, path: &Path) -> io::Result<Option<StoredEntry>> {
-        let file = match File::open(path) {
+    ///
+    /// With [`Wait::Never`], whatever would wait for the disk, a removal included, fails with
+    /// [`io::ErrorKind::WouldBlock`] instead.
+    fn read_entry(
+        self: &Arc<Self>,
+        key: &str,
+        path: &Path,
+        wait: Wait,
+    ) -> io::Result<Option<StoredEntry>> {
+        let file = match open_to_read(path, wait) {
             Ok(file) => file,
             // Removed or replaced between listing and opening.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -315,9 +342,12 @@ impl Inner {
             path: path.to_owned(),
             opened: opened.clone(),
         };
-        match decode_open(key, file, source, self.inline_reads) {
+        match decode_open(key, file, source, self.reads, wait) {
             Ok((meta, body)) => {
                 if meta.expires <= SystemTime::now() {
+                    if wait == Wait::Never {
+                        return Err(would_block());
+                    }
                     self.remove_file(path)?;
                     return Ok(None);
                 }
@@ -330,6 +360,7 @@ impl Inner {
             Err(ReadError::Io(e)) => Err(e),
             // Intact, but another key's: leave it to that key.
             Err(ReadError::Decode(DecodeError::KeyMismatch)) => Ok(None),
+            Err(ReadError::Decode(_)) if wait == Wait::Never => Err(would_block()),
             Err(ReadError::Decode(_)) => {
                 self.remove_damaged(path, &opened)?;
                 Ok(None)
@@ -346,11 +377,11 @@ impl Inner {
         Ok(())
     }
 
-    fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
+    fn get(self: &Arc<Self>, key: &str, wait: Wait) -> Result<Entries, StoreError> {
         let hash = KeyHash::of(key);
         let mut out = Vec::new();
-        for path in self.list_variants_for_read(&hash)? {
-            if let Some(entry) = self.read_entry(key, &path)? {
+        for path in self.list_variants_for_read(&hash, wait)? {
+            if let Some(entry) = self.read_entry(key, &path, wait)? {
                 out.push(entry);
             }
         }
@@ -466,12 +497,19 @@ fn expiry(ttl: Duration) -> SystemTime {
 
 impl Store for FsStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Entries, StoreError>> {
-        if self.inner.inline_reads {
-            return Box::pin(async move { self.inner.get(key) });
+        match self.inner.reads {
+            Reads::Inline => return Box::pin(async move { self.inner.get(key, Wait::Allowed) }),
+            Reads::Cached if tokio::runtime::Handle::try_current().is_ok() => {
+                match self.inner.get(key, Wait::Never) {
+                    Err(StoreError::Io(e)) if is_would_block(&e) => {}
+                    read => return Box::pin(std::future::ready(read)),
+                }
+            }
+            _ => {}
         }
         let inner = self.inner.clone();
         let key = key.to_owned();
-        Box::pin(blocking(move || inner.get(&key)))
+        Box::pin(blocking(move || inner.get(&key, Wait::Allowed)))
     }
 
     fn begin<'a>(

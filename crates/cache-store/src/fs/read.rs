@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use tokio::task::JoinHandle;
 
-use super::files::{read_exact_at, read_full_at};
-use super::{Inner, CHUNK};
+use super::files::{is_would_block, read_exact_at, read_full_at, would_block, Wait};
+use super::{Inner, Reads, CHUNK};
 use crate::codec::{self, BodyChecksum, DecodeError, EntryMeta, PRELUDE_LEN, TRAILER_LEN};
 use crate::{StoreError, StoredBody};
 
@@ -37,7 +37,7 @@ impl From<DecodeError> for ReadError {
 /// Reads and decodes the header section of an entry file; checks the file length against it.
 pub(super) fn read_header(file: &File, file_len: u64) -> Result<(EntryMeta, usize), ReadError> {
     let mut prelude = [0; PRELUDE_LEN];
-    if read_full_at(file, &mut prelude, 0)? < PRELUDE_LEN {
+    if read_full_at(file, &mut prelude, 0, Wait::Allowed)? < PRELUDE_LEN {
         return Err(DecodeError::Truncated.into());
     }
     let header_len = codec::header_len(&prelude)?;
@@ -45,7 +45,7 @@ pub(super) fn read_header(file: &File, file_len: u64) -> Result<(EntryMeta, usiz
         return Err(DecodeError::Truncated.into());
     }
     let mut header = vec![0; header_len];
-    read_exact_at(file, &mut header, 0)?;
+    read_exact_at(file, &mut header, 0, Wait::Allowed)?;
     let (meta, len) = codec::decode_header(&header)?;
     check_len(&meta, len, file_len)?;
     Ok((meta, len))
@@ -63,17 +63,18 @@ fn check_len(meta: &EntryMeta, header_len: usize, file_len: u64) -> Result<(), D
 }
 
 /// Decodes an open entry file. A small entry is read whole and checked at once; a larger one
-/// keeps the file open and streams its body from it.
+/// keeps the file open and streams its body from it (where `reads` says).
 pub(super) fn decode_open(
     key: &str,
     file: File,
     source: EntryFile,
-    inline: bool,
+    reads: Reads,
+    wait: Wait,
 ) -> Result<(EntryMeta, StoredBody), ReadError> {
     let file_len = source.opened.len();
     let first_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(CHUNK);
     let mut buf = BytesMut::zeroed(first_len);
-    let n = read_full_at(&file, &mut buf, 0)?;
+    let n = read_full_at(&file, &mut buf, 0, wait)?;
     buf.truncate(n);
     let header_len = codec::header_len(&buf)?;
     if header_len > buf.len() {
@@ -82,7 +83,7 @@ pub(super) fn decode_open(
             return Err(DecodeError::Truncated.into());
         }
         buf.resize(header_len, 0);
-        read_exact_at(&file, &mut buf[n..], n as u64)?;
+        read_exact_at(&file, &mut buf[n..], n as u64, wait)?;
     }
     let (meta, header_len) = codec::decode_header(&buf)?;
     meta.check_key(key)?;
@@ -94,7 +95,7 @@ pub(super) fn decode_open(
         if buf.len() < total {
             let have = buf.len();
             buf.resize(total, 0);
-            read_exact_at(&file, &mut buf[have..], have as u64)?;
+            read_exact_at(&file, &mut buf[have..], have as u64, wait)?;
         }
         let mut buf = buf.freeze();
         let mut body = buf.split_off(header_len);
@@ -121,7 +122,7 @@ pub(super) fn decode_open(
         source: Some(source),
         ready: Some(first).filter(|f| !f.is_empty()).into_iter().collect(),
         reading: None,
-        inline,
+        reads,
         done: false,
     };
     Ok((meta, StoredBody::stream(body, Some(body_len))))
@@ -170,10 +171,8 @@ struct FileBody {
     /// Frames read and checked, not yet yielded.
     ready: std::collections::VecDeque<Bytes>,
     reading: Option<JoinHandle<BatchRead>>,
-    /// Read chunks on the polling task (see [`FsStoreBuilder::inline_reads`]).
-    ///
-    /// [`FsStoreBuilder::inline_reads`]: super::FsStoreBuilder::inline_reads
-    inline: bool,
+    /// Where chunks are read: on the polling task or the blocking pool.
+    reads: Reads,
     done: bool,
 }
 
@@ -185,11 +184,12 @@ fn read_batch(
     remaining: u64,
     mut crc: BodyChecksum,
     chunks: usize,
+    wait: Wait,
 ) -> BatchRead {
     let want = remaining.min((CHUNK * chunks) as u64) as usize;
     let last = want as u64 == remaining;
     let mut buf = BytesMut::zeroed(want + if last { TRAILER_LEN } else { 0 });
-    read_exact_at(file, &mut buf, offset)?;
+    read_exact_at(file, &mut buf, offset, wait)?;
     let trailer = buf.split_off(want);
     crc.update(&buf);
     if last {
@@ -228,17 +228,28 @@ impl Body for FileBody {
                     return Poll::Ready(None);
                 };
                 let (file, offset, remaining) = (this.file.clone(), this.offset, this.remaining);
-                match tokio::runtime::Handle::try_current() {
-                    // Off the executor, read several chunks per trip to the blocking pool: each
-                    // trip costs a thread handoff. Polled on the next turn of the loop.
-                    Ok(handle) if !this.inline => {
-                        this.reading =
-                            Some(handle.spawn_blocking(move || {
-                                read_batch(&file, offset, remaining, crc, 4)
-                            }));
-                        continue;
+                let pool = tokio::runtime::Handle::try_current().ok();
+                match pool.filter(|_| this.reads != Reads::Inline) {
+                    None => read_batch(&file, offset, remaining, crc, 1, Wait::Allowed),
+                    Some(pool) => {
+                        let cached = match this.reads {
+                            Reads::Cached => {
+                                read_batch(&file, offset, remaining, crc.clone(), 1, Wait::Never)
+                            }
+                            _ => Err(would_block().into()),
+                        };
+                        match cached {
+                            // Several chunks per trip to the blocking pool: each trip costs a
+                            // thread handoff. Polled on the next turn of the loop.
+                            Err(StoreError::Io(e)) if is_would_block(&e) => {
+                                this.reading = Some(pool.spawn_blocking(move || {
+                                    read_batch(&file, offset, remaining, crc, 4, Wait::Allowed)
+                                }));
+                                continue;
+                            }
+                            read => read,
+                        }
                     }
-                    _ => read_batch(&file, offset, remaining, crc, 1),
                 }
             };
             match result {

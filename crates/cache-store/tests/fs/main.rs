@@ -12,6 +12,8 @@ use tempfile::TempDir;
 
 mod corruption;
 mod directory;
+#[cfg(target_os = "linux")]
+mod nonblocking;
 mod writers;
 
 // The crash-safety tests stay in this file: the child process is this binary run with
