@@ -31,7 +31,9 @@
 //! P/s/<id>     a body of unknown length being staged (see Writing)
 //! ```
 //!
-//! The variants of a key are the objects listed under `P/e/K/`. Every object is checked
+//! The variants of a key are the objects listed under `P/e/K/`. A response without `Vary`
+//! (the empty variant id) has a name known without listing, so a read sends its GET along
+//! with the LIST: a hit on such a key costs one round trip. Every object is checked
 //! on read: the key and variant its header names, its length against the header's, the
 //! header's checksum, and the body's checksum before the body's last bytes are released. A
 //! damaged, truncated or expired object is a miss and is deleted.

@@ -77,19 +77,45 @@ impl Inner {
         let _ = self.store.delete(path).await;
     }
 
+    /// The variants of `key`: the objects listed under its directory.
+    ///
+    /// Most keys have one variant, a response without `Vary`, whose object name is known
+    /// without listing: its GET goes out together with the LIST, so that reading such a key
+    /// costs one round trip instead of two. The other variants' GETs follow the LIST,
+    /// together. (For a key with `Vary`, and for a miss, the early GET is one more request,
+    /// answered "not found".)
     pub(super) async fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
         let dir = self.layout.key_dir(key);
-        let objects = self.list(&dir).await?;
+        let plain = self.layout.variant(key, &VariantId::from_bytes(&[]));
+        let (listed, plain_opened) =
+            futures_util::future::join(self.list(&dir), self.open(key, plain.clone())).await;
+        let listed = listed?;
+        let plain_opened = match plain_opened {
+            // The early GET is a shortcut, and the listing has the last word: a GET that
+            // failed where the LIST went through (the circuit breaker lets one request probe
+            // a server back from an outage, and refuses the other) is made again if the
+            // LIST shows the object.
+            Err(_) if listed.iter().any(|object| object.location == plain) => {
+                self.open(key, plain.clone()).await
+            }
+            Err(_) => Ok(None),
+            opened => opened,
+        };
+        let others = listed
+            .into_iter()
+            .filter(|object| object.location != plain)
+            .map(|object| {
+                let path = object.location;
+                async move { (path.clone(), self.open(key, path).await) }
+            });
+        let others = futures_util::future::join_all(others).await;
         let dir = dir.to_string();
-        // The variants' GETs go out together: a read costs one LIST and one GET's latency.
-        let opened = objects.into_iter().map(|object| {
-            let (path, size) = (object.location.clone(), object.size);
-            async move { (path, size, self.open(key, object).await) }
-        });
         let mut entries = Vec::new();
-        for (path, size, opened) in futures_util::future::join_all(opened).await {
+        // The early GET answers for the plain variant whether or not the LIST showed it: an
+        // object written in between is the newest, and one removed in between is gone.
+        for (path, opened) in std::iter::once((plain, plain_opened)).chain(others) {
             match opened? {
-                Some(entry) => {
+                Some((entry, size)) => {
                     self.account(|a| a.record(&dir, path.as_ref(), size));
                     entries.push(entry);
                 }
@@ -99,14 +125,14 @@ impl Inner {
         Ok(entries.into())
     }
 
-    /// Opens one variant's object: its header now, its body small and whole or streamed.
-    /// `None` (and the object removed) when it is damaged or expired, or gone meanwhile.
+    /// Opens one variant's object: its header now, its body small and whole or streamed;
+    /// with the object's size. `None` (and the object removed) when it is damaged or
+    /// expired, or not there.
     async fn open(
         self: &Arc<Self>,
         key: &str,
-        object: ObjectMeta,
-    ) -> Result<Option<StoredEntry>, StoreError> {
-        let path = object.location;
+        path: Path,
+    ) -> Result<Option<(StoredEntry, u64)>, StoreError> {
         let got = match self.store.get(&path).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -128,21 +154,21 @@ impl Inner {
             let variant = head.meta.variant.clone();
             let response = head.meta.response.clone();
             let body = ObjectBody::new(self.clone(), path, head);
-            return Ok(Some(entry(
-                variant,
-                response,
-                StoredBody::stream(body, Some(len)),
-            )));
+            let body = StoredBody::stream(body, Some(len));
+            return Ok(Some((entry(variant, response, body), size)));
         };
-        Ok(Some(entry(head.meta.variant, head.meta.response, body)))
+        Ok(Some((
+            entry(head.meta.variant, head.meta.response, body),
+            size,
+        )))
     }
 
-    async fn refused(
+    async fn refused<T>(
         &self,
         path: &Path,
         e_tag: Option<&str>,
         refusal: Refusal,
-    ) -> Result<Option<StoredEntry>, StoreError> {
+    ) -> Result<Option<T>, StoreError> {
         match refusal {
             Refusal::Failed(error) => Err(error),
             Refusal::Unusable(_) => {
@@ -178,7 +204,7 @@ impl Inner {
             let head = match head.await {
                 Ok(head) => head,
                 Err(refusal) => {
-                    self.refused(&path, e_tag.as_deref(), refusal).await?;
+                    self.refused::<()>(&path, e_tag.as_deref(), refusal).await?;
                     return Ok(());
                 }
             };

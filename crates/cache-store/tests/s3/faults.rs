@@ -1,7 +1,7 @@
 //! Faults: a TCP relay of the test's own between the store and the server, taken down,
 //! stalled and brought back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ struct Relay {
     port: u16,
     upstream: String,
     stalled: Arc<AtomicBool>,
+    /// Reads from clients held while stalled, now: requests in flight at once.
+    held: Arc<AtomicUsize>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -31,6 +33,7 @@ impl Relay {
             port,
             upstream: upstream.to_owned(),
             stalled: Arc::default(),
+            held: Arc::default(),
             task: None,
         };
         relay.serve(listener);
@@ -43,11 +46,13 @@ impl Relay {
 
     fn serve(&mut self, listener: TcpListener) {
         let (upstream, stalled) = (self.upstream.clone(), self.stalled.clone());
+        let held = self.held.clone();
         self.task = Some(tokio::spawn(async move {
             // Dropping the set (when the task is aborted) cuts every relayed connection.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 let (upstream, stalled) = (upstream.clone(), stalled.clone());
+                let held = held.clone();
                 connections.spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
@@ -55,8 +60,8 @@ impl Relay {
                     let (from_client, to_client) = client.into_split();
                     let (from_server, to_server) = server.into_split();
                     tokio::join!(
-                        pump(from_client, to_server, stalled.clone()),
-                        pump(from_server, to_client, stalled),
+                        pump(from_client, to_server, stalled.clone(), Some(held)),
+                        pump(from_server, to_client, stalled, None),
                     );
                 });
             }
@@ -91,6 +96,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     stalled: Arc<AtomicBool>,
+    held: Option<Arc<AtomicUsize>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0; 64 << 10];
@@ -99,8 +105,13 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        while stalled.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if stalled.load(Ordering::Relaxed) {
+            let held = held.as_deref();
+            held.map(|held| held.fetch_add(1, Ordering::Relaxed));
+            while stalled.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            held.map(|held| held.fetch_sub(1, Ordering::Relaxed));
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
@@ -166,6 +177,35 @@ async fn a_server_that_goes_away_gives_quick_errors_and_the_store_recovers_when_
     assert_eq!(seeds(&read_verified(&store, KEY).await), [1]);
     put(&store, KEY, None, 3, 1000, HOUR).await;
     assert_eq!(seeds(&read_verified(&store, KEY).await), [3]);
+}
+
+/// A response without `Vary` is stored under an object name known in advance, so a read of
+/// its key sends that object's GET together with the key's LIST: one round trip, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_vary_is_read_with_its_list_and_its_get_in_flight_together() {
+    let server = server!();
+    let relay = Relay::start(&server.endpoint).await;
+    let store = S3Store::builder(server.url_via(&relay.endpoint(), &fresh_prefix()))
+        .build()
+        .await
+        .expect("open");
+    put(&store, KEY, None, 1, 1000, HOUR).await;
+    relay.stalled.store(true, Ordering::Relaxed);
+    let store = Arc::new(store);
+    let reader = store.clone();
+    let read = tokio::spawn(async move { seeds(&read_verified(&*reader, KEY).await) });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut most = 0;
+    while most < 2 && Instant::now() < deadline {
+        most = most.max(relay.held.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    relay.stalled.store(false, Ordering::Relaxed);
+    assert_eq!(
+        most, 2,
+        "requests in flight at once while the server stalled"
+    );
+    assert_eq!(read.await.expect("read"), [1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
