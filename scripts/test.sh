@@ -31,6 +31,9 @@ echo "== server for the S3 store (moto)"
 eval "$(bash scripts/s3.sh start "$servers/s3")"
 echo "S3_ENDPOINT=$S3_ENDPOINT"
 echo "== cargo test (libraries, integration tests, examples, benchmarks in test mode)"
+# `--all-targets` builds the examples as test harnesses only: the tests that run the proxy
+# and custom_pool binaries (tests/examples.rs, tests/fleet_processes.rs) need them built.
+cargo build --workspace --all-features --examples
 cargo test --workspace --all-features --all-targets
 echo "== cargo test --doc"
 cargo test --workspace --all-features --doc

@@ -5,13 +5,13 @@
 //! on the same code. The compiled example binaries are also run when `cargo test` has built
 //! them (it does unless targets are selected), and skipped with a message otherwise.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cache_workspace::origin::{self, Origin};
+use example_binaries::example_binary;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +25,9 @@ mod proxy;
 #[allow(dead_code)]
 #[path = "../examples/custom_pool.rs"]
 mod custom_pool;
+
+#[path = "support/example_binaries.rs"]
+mod example_binaries;
 
 use proxy::{Command as ProxyCommand, Proxy, StoreChoice, Upstream};
 
@@ -363,6 +366,23 @@ fn proxy_arguments() {
     assert_eq!(config.limits.upstream_timeout, Duration::from_secs(7));
     assert_eq!(config.limits.max_request_body, 1024);
 
+    // The store is shown at startup: never with its secrets.
+    let Ok(ProxyCommand::Serve(config)) = parse(&[
+        "--upstream=http://a",
+        "--store=s3://b/p?access_key_id=AK&secret_access_key=SK&session_token=ST",
+    ]) else {
+        panic!("s3 store");
+    };
+    let shown = config.store.to_string();
+    assert!(!shown.contains("SK") && !shown.contains("ST"), "{shown}");
+    assert!(shown.contains("access_key_id=AK"), "{shown}");
+    let Ok(ProxyCommand::Serve(config)) =
+        parse(&["--upstream=http://a", "--store=redis://me:hunter2@h:6379/0"])
+    else {
+        panic!("redis store");
+    };
+    assert_eq!(config.store.to_string(), "redis://me:***@h:6379/0");
+
     assert_eq!(parse(&["--demo"]), Ok(ProxyCommand::Demo));
     assert_eq!(parse(&["--help"]), Ok(ProxyCommand::Help));
     for bad in [
@@ -429,38 +449,6 @@ async fn custom_pool_hits_and_reuses_connections() {
     assert_eq!(report.opened, 2);
     assert_eq!(report.idle, 2);
     assert_eq!(report.origin_hits, 5);
-}
-
-/// The compiled example, if `cargo test` built it after its source last changed.
-fn example_binary(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
-    let path = exe
-        .parent()?
-        .parent()?
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let Some(built) = modified(&path) else {
-        eprintln!(
-            "skipped: {} is not built (run `cargo test` without target selection, or \
-             `cargo build --examples`)",
-            path.display()
-        );
-        return None;
-    };
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(format!("{name}.rs"));
-    if modified(&source).unwrap_or(SystemTime::UNIX_EPOCH) > built {
-        eprintln!(
-            "skipped: {} is older than {}",
-            path.display(),
-            source.display()
-        );
-        return None;
-    }
-    Some(path)
 }
 
 /// Runs an example binary to completion (killed after a deadline); returns its stdout.

@@ -170,7 +170,8 @@ impl std::fmt::Display for StoreChoice {
         match self {
             StoreChoice::Memory => f.write_str("memory"),
             StoreChoice::Fs(path) => write!(f, "filesystem at {}", path.display()),
-            StoreChoice::Url(url) => f.write_str(url),
+            // The URL may carry a password or an S3 secret key.
+            StoreChoice::Url(url) => f.write_str(&tower_http_cache::store::redact(url)),
         }
     }
 }

@@ -58,9 +58,52 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 }
 
 fn missing_feature(url: &str, feature: &str) -> StoreError {
+    let url = redact(url);
     StoreError::InvalidUrl(format!(
         "{url:?}: this build has no {feature} store; enable the cache-store feature `{feature}`"
     ))
+}
+
+/// `url` with its secrets replaced by `***`, for logs and messages: the password of
+/// `scheme://user:password@host`, and query parameters whose names contain `secret` or
+/// `token` (`secret_access_key`, `session_token`).
+///
+/// ```
+/// let shown = cache_store::redact("s3://b/p?access_key_id=AK&secret_access_key=SK&region=r");
+/// assert_eq!(shown, "s3://b/p?access_key_id=AK&secret_access_key=***&region=r");
+/// assert_eq!(cache_store::redact("redis://me:pw@host:6379/0"), "redis://me:***@host:6379/0");
+/// ```
+pub fn redact(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let head = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => match rest[..at].split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+                    None => head.to_owned(),
+                },
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    let Some(query) = query else {
+        return head;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.contains("secret") || name.contains("token") => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", pairs.join("&"))
 }
 
 fn memory() -> Result<Arc<dyn Store>, StoreError> {

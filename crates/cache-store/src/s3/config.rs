@@ -177,22 +177,7 @@ impl Target {
     }
 }
 
-/// `url` with secrets in its query replaced by `***`, for messages.
-pub(super) fn redact(url: &str) -> String {
-    let Some((head, query)) = url.split_once('?') else {
-        return url.to_owned();
-    };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name.contains("secret") || name.contains("token") => {
-                format!("{name}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}?{}", pairs.join("&"))
-}
+pub(super) use crate::open::redact;
 
 /// `%XX` decoded; `+` stays `+` (secret keys contain it).
 fn percent_decode(value: &str) -> Option<String> {
