@@ -1,5 +1,6 @@
 //! RFC 9111 §3.1 (storing header fields) and §3.2 (updating stored header fields).
 
+use std::fmt::Write;
 use std::time::SystemTime;
 
 use bytes::BytesMut;
@@ -77,7 +78,7 @@ pub(crate) fn headers_to_store(
     cc: &ResponseDirectives,
     shared: bool,
     strip_cookies: bool,
-    scan: &Scan,
+    scan: &Scan<'_>,
     response_time: SystemTime,
 ) -> HeaderMap {
     // A copy with room for the `Date` and `Age` this function may add: a clone has no spare
@@ -173,6 +174,9 @@ pub(crate) fn update_stored_headers(stored: &mut HeaderMap, new: &HeaderMap) {
     }
 }
 
+/// The length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const IMF_FIXDATE_LEN: usize = 29;
+
 /// The last instant an IMF-fixdate can express: 9999-12-31T23:59:59Z.
 const LAST_HTTP_DATE: u64 = 253_402_300_799;
 
@@ -181,9 +185,15 @@ const LAST_HTTP_DATE: u64 = 253_402_300_799;
 pub(crate) fn http_date(time: SystemTime) -> HeaderValue {
     let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(LAST_HTTP_DATE);
     let time = time.clamp(SystemTime::UNIX_EPOCH, last);
-    // An IMF-fixdate is always a valid header value.
-    HeaderValue::from_str(&httpdate::fmt_http_date(time))
-        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    // Written straight into the value's bytes: one allocation, where formatting a `String`
+    // and copying it into the value made two. An IMF-fixdate is 29 bytes, and always a valid
+    // header value.
+    let mut date = BytesMut::with_capacity(IMF_FIXDATE_LEN);
+    match write!(date, "{}", httpdate::HttpDate::from(time)) {
+        Ok(()) => HeaderValue::from_maybe_shared(date.freeze()),
+        Err(_) => HeaderValue::from_str(&httpdate::fmt_http_date(time)),
+    }
+    .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 #[cfg(test)]
@@ -288,6 +298,30 @@ mod tests {
             time,
         );
         assert_eq!(stored["date"], "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_http_date_is_an_imf_fixdate_clamped_to_what_it_can_express() {
+        let cases = [
+            (SystemTime::UNIX_EPOCH, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
+            (
+                SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777),
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+            ),
+            (
+                SystemTime::UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 86_400),
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+            ),
+        ];
+        for (time, expected) in cases {
+            let value = http_date(time);
+            assert_eq!(value, expected);
+            assert_eq!(value.len(), IMF_FIXDATE_LEN);
+        }
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderName};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::directives::ResponseDirectives;
 use crate::freshness::{age_value, expires_lifetime, parse_date, since};
+use crate::validation::EntityTag;
 use crate::{PolicyOptions, StoredResponse};
 
 /// The RFC 9213 targeted field for CDNs.
@@ -35,7 +36,7 @@ pub(crate) struct Facts {
 /// What one pass over a response's header lines finds: its [`Facts`], and the presence of the
 /// fields that decide how it is stored. One pass over the lines costs less than a lookup for
 /// each of the nine fields, and this runs for every response stored.
-pub(crate) struct Scan {
+pub(crate) struct Scan<'h> {
     pub(crate) facts: Facts,
     /// Whether `Date` was valid (when it is not, a stored copy gets a new one, RFC 9110
     /// §6.6.1).
@@ -44,10 +45,27 @@ pub(crate) struct Scan {
     pub(crate) connection: bool,
     /// `Age` is present.
     pub(crate) age: bool,
-    /// An `ETag` or `Last-Modified` line is present (whether it parses is not checked).
-    pub(crate) validator: bool,
+    /// The first `ETag` and `Last-Modified` lines, parsed only when storing asks
+    /// ([`has_validator`](Self::has_validator)).
+    etag: Option<&'h HeaderValue>,
+    last_modified: Option<&'h HeaderValue>,
     /// `Set-Cookie` is present.
     pub(crate) set_cookie: bool,
+}
+
+impl Scan<'_> {
+    /// Whether an `ETag` or `Last-Modified` line is present (whether it parses is not checked).
+    pub(crate) fn saw_validator(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some()
+    }
+
+    /// [`validation::has_validator`](crate::validation::has_validator) of the scanned lines,
+    /// without looking them up again.
+    pub(crate) fn has_validator(&self) -> bool {
+        self.etag
+            .is_some_and(|etag| EntityTag::parse(etag.as_bytes()).is_some())
+            || self.last_modified.and_then(parse_date).is_some()
+    }
 }
 
 impl Facts {
@@ -61,13 +79,14 @@ impl Facts {
         headers: &HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
-    ) -> Scan {
+    ) -> Scan<'_> {
         let mut cache_control = ResponseDirectives::default();
         let mut cdn_cache_control: Option<ResponseDirectives> = None;
         let (mut date, mut age, mut expires) = (None, None, None);
         // RFC 9111 §5.3: several differing `Expires` lines mean "already expired".
         let mut expires_differ = false;
-        let (mut connection, mut vary, mut validator) = (false, false, false);
+        let (mut connection, mut vary) = (false, false);
+        let (mut etag, mut last_modified) = (None, None);
         let mut set_cookie = false;
         for (name, value) in headers {
             if *name == header::CACHE_CONTROL {
@@ -81,8 +100,10 @@ impl Facts {
                     None => expires = Some(value),
                     Some(first) => expires_differ |= first != value,
                 }
-            } else if *name == header::ETAG || *name == header::LAST_MODIFIED {
-                validator = true;
+            } else if *name == header::ETAG {
+                etag = etag.or(Some(value));
+            } else if *name == header::LAST_MODIFIED {
+                last_modified = last_modified.or(Some(value));
             } else if *name == header::VARY {
                 vary = true;
             } else if *name == header::CONNECTION {
@@ -120,7 +141,8 @@ impl Facts {
             valid_date: valid_date.is_some(),
             connection,
             age: age.is_some(),
-            validator,
+            etag,
+            last_modified,
             set_cookie,
         }
     }

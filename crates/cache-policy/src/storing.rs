@@ -154,9 +154,13 @@ impl CachePolicy {
             request_time,
             response_time,
         };
-        // A validator line is parsed only when the scan saw one: an unparseable `ETag` or
-        // `Last-Modified` validates nothing, and must not keep the response for revalidation.
-        let has_validator = scan.validator && validation::has_validator(&entry);
+        // An unparseable `ETag` or `Last-Modified` validates nothing, and must not keep the
+        // response for revalidation. The stored lines are those scanned unless rewritten.
+        let has_validator = if rewritten {
+            scan.saw_validator() && validation::has_validator(&entry)
+        } else {
+            scan.has_validator()
+        };
         let facts = if rewritten {
             Facts::of(&entry)
         } else {
@@ -185,7 +189,7 @@ impl CachePolicy {
         request_cc: &RequestDirectives,
         request_range: bool,
         response: ResponseHead<'_>,
-        scan: &Scan,
+        scan: &Scan<'_>,
     ) -> Result<(), NotStorable> {
         let (cc, use_expires) = scan.facts.directives(&self.options);
         let status = response.status;

@@ -23,16 +23,17 @@ pub fn align_host<B>(request: &mut http::Request<B>) {
     let Some(authority) = request.uri().authority() else {
         return;
     };
+    let mut lines = request.headers().get_all(HOST).iter();
+    // Most requests in absolute form carry no `Host` (the client adds it): looked at first,
+    // so that they skip the search for user information.
+    let (Some(line), second) = (lines.next(), lines.next()) else {
+        return;
+    };
     let host = match authority.as_str().rsplit_once('@') {
         Some((_user_info, host)) => host,
         None => authority.as_str(),
     };
-    let mut lines = request.headers().get_all(HOST).iter();
-    let agrees = match (lines.next(), lines.next()) {
-        (None, _) => return,
-        (Some(line), None) => line.as_bytes().eq_ignore_ascii_case(host.as_bytes()),
-        (Some(_), Some(_)) => false,
-    };
+    let agrees = second.is_none() && line.as_bytes().eq_ignore_ascii_case(host.as_bytes());
     if !agrees {
         if let Ok(value) = http::HeaderValue::from_str(host) {
             request.headers_mut().insert(HOST, value);
@@ -222,6 +223,47 @@ pub(crate) fn resolve(base: &Uri, reference: &[u8]) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `Host` lines of `target` with `hosts` after [`align_host`].
+    fn aligned(target: &str, hosts: &[&str]) -> Vec<String> {
+        let mut request = http::Request::get(target);
+        for host in hosts {
+            request = request.header(HOST, *host);
+        }
+        let mut request = request.body(()).expect("request");
+        align_host(&mut request);
+        request
+            .headers()
+            .get_all(HOST)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn rfc9112_3_2_2_the_target_authority_wins_over_host() {
+        // No `Host`: left to the client.
+        assert!(aligned("http://a.example/", &[]).is_empty());
+        // One that agrees (hosts compare without case) is kept as it is.
+        assert_eq!(aligned("http://a.example/", &["A.Example"]), ["A.Example"]);
+        // One that disagrees, or several, become the target's authority.
+        assert_eq!(aligned("http://a.example/", &["b.example"]), ["a.example"]);
+        assert_eq!(
+            aligned("http://a.example:8080/", &["a.example:8080", "b.example"]),
+            ["a.example:8080"]
+        );
+        // Without user information.
+        assert_eq!(
+            aligned("http://user:pw@a.example/", &["b.example"]),
+            ["a.example"]
+        );
+        assert_eq!(
+            aligned("http://user@a.example/", &["a.example"]),
+            ["a.example"]
+        );
+        // An origin-form target names no authority: `Host` stays.
+        assert_eq!(aligned("/page", &["b.example"]), ["b.example"]);
+    }
 
     #[test]
     fn rfc3986_5_4_reference_resolution() {

@@ -76,8 +76,9 @@ pub struct Effects {
     /// Whether to remove what is stored under this exchange's own key too: an unsafe request
     /// that succeeded with a key chosen by the caller, which names the same resource.
     pub invalidate_own_key: bool,
-    /// Store the origin's response (its body as it streams to the client).
-    pub store: Option<Box<StoreResponse>>,
+    /// Store the origin's response (its body as it streams to the client). Not boxed: most
+    /// answers a driver acts on are a stored miss, which would allocate the box every time.
+    pub store: Option<StoreResponse>,
     /// Freshen stored responses with new metadata, keeping their bodies (§4.3.4, §4.3.5).
     pub freshen: Vec<Freshen>,
     /// Remove stored responses a HEAD response contradicts (§4.3.5).

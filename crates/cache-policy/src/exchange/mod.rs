@@ -393,12 +393,12 @@ impl<L: Candidates> Exchange<L> {
                         Some(lifetime) => with_lifetime(entry, lifetime),
                         None => entry,
                     };
-                    effects.store = Some(Box::new(StoreResponse {
+                    effects.store = Some(StoreResponse {
                         entry,
                         ttl,
                         content_length,
                         superseded: self.ids(replaces),
-                    }));
+                    });
                 }
                 Respond::Origin
             }

@@ -365,4 +365,27 @@ fn rfc9110_8_8_an_unparseable_validator_does_not_keep_a_response_for_revalidatio
         panic!("storable")
     };
     assert!(ttl > secs(0), "{ttl:?}");
+    // What counts is what is stored: a valid validator that is not stored (named by
+    // `Connection`) keeps nothing, and of several `ETag` lines the first is the validator.
+    for lines in [
+        vec![
+            ("cache-control", "no-cache"),
+            ("date", d.as_str()),
+            ("etag", "\"v1\""),
+            ("connection", "etag"),
+        ],
+        vec![
+            ("cache-control", "no-cache"),
+            ("date", d.as_str()),
+            ("etag", "abc"),
+            ("etag", "\"v1\""),
+        ],
+    ] {
+        let ResponseAction::Store { ttl, .. } =
+            decide(&private(), &get(&[]), &resp(200, &lines)).action
+        else {
+            panic!("storable")
+        };
+        assert_eq!(ttl, secs(0), "{lines:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Request coalescing: while one request for a key is at the origin, identical requests wait
 //! for its outcome instead of going there too.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -126,20 +127,26 @@ impl InFlight {
     /// Becomes the leader for `key`, or a follower of the current leader.
     pub(crate) fn join(self: &Arc<Self>, key: &Arc<str>) -> Role {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flight) = keys.get_mut(key) {
-            // The first follower makes the outcome; the leader finds it when it is done.
-            let streaming = flight.streaming;
-            let outcome = flight.outcome.get_or_insert_with(|| {
-                self.followed.fetch_add(1, Ordering::AcqRel);
-                Arc::new(Outcome {
-                    streaming: AtomicBool::new(streaming),
-                    ..Outcome::default()
-                })
-            });
-            return Role::Follower(outcome.clone());
+        // One lookup for both roles (the key is hashed once): a follower drops its clone.
+        match keys.entry(key.clone()) {
+            Entry::Occupied(mut flight) => {
+                // The first follower makes the outcome; the leader finds it when it is done.
+                let flight = flight.get_mut();
+                let streaming = flight.streaming;
+                let outcome = flight.outcome.get_or_insert_with(|| {
+                    self.followed.fetch_add(1, Ordering::AcqRel);
+                    Arc::new(Outcome {
+                        streaming: AtomicBool::new(streaming),
+                        ..Outcome::default()
+                    })
+                });
+                Role::Follower(outcome.clone())
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(Flight::default());
+                Role::Leader(self.leader(key))
+            }
         }
-        keys.insert(key.clone(), Flight::default());
-        Role::Leader(self.leader(key))
     }
 
     /// Leads for `key` when no request for it is at the origin; `None` otherwise, without

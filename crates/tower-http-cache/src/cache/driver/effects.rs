@@ -55,7 +55,7 @@ where
                 .store
                 .begin(&key, store.entry.clone(), write_options(&store))
                 .await;
-            return self.tee(begun, *store, reply, response, trip);
+            return self.tee(begun, store, reply, response, trip);
         }
         self.freshen(&trip, effects.freshen).await;
         let removed = variants_of(&trip.exchange, effects.remove.iter().copied());

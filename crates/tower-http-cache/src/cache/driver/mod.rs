@@ -406,7 +406,7 @@ where
                     .begin_now(trip.exchange.key(), &store.entry, options)
                 {
                     Some(begun) => {
-                        return Answered::Now(Ok(self.tee(begun, *store, reply, response, trip)));
+                        return Answered::Now(Ok(self.tee(begun, store, reply, response, trip)));
                     }
                     None => effects.store = Some(store),
                 }
