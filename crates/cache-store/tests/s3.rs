@@ -593,3 +593,57 @@ async fn a_bounded_store_counts_the_entries_already_in_the_bucket() {
     assert_eq!(present.len(), 4, "{present:?}");
     assert!(present.contains(&8), "{present:?}");
 }
+
+/// A process reuses its listing of a key for `listing_reuse`, so a hit sends no LIST: another
+/// process's new variant with `Vary` shows once the listing is taken again, while a response
+/// without `Vary` (read by its name) and a removal show at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_listing_hides_only_other_processes_new_vary_variants_until_it_is_retaken() {
+    let server = server!();
+    let prefix = fresh_prefix();
+    let reuse = Duration::from_millis(700);
+    let a = S3Store::builder(server.url(&prefix))
+        .listing_reuse(reuse)
+        .build()
+        .await
+        .expect("open a");
+    let b = server.open(&prefix).await;
+    assert!(a.get(KEY).await.expect("get").is_empty(), "a miss, listed");
+
+    put(&b, KEY, Some("fr"), 1, 1000, HOUR).await;
+    put(&b, KEY, None, 2, 1000, HOUR).await;
+    assert_eq!(
+        seeds(&read_verified(&a, KEY).await),
+        [2],
+        "within the reuse: the Vary-less response at once, not yet the variant"
+    );
+    tokio::time::sleep(reuse + Duration::from_millis(100)).await;
+    let mut seen = seeds(&read_verified(&a, KEY).await);
+    seen.sort();
+    assert_eq!(seen, [1, 2], "listed again: both");
+
+    // Its own commits are in its listing at once.
+    put(&a, KEY, Some("en"), 3, 1000, HOUR).await;
+    let mut seen = seeds(&read_verified(&a, KEY).await);
+    seen.sort();
+    assert_eq!(seen, [1, 2, 3]);
+
+    // Another process's removal is seen at once: the objects are gone.
+    b.remove(KEY, None).await.expect("remove");
+    assert!(a.get(KEY).await.expect("get").is_empty(), "removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_listing_reuse_another_processs_new_variant_shows_at_once() {
+    let server = server!();
+    let prefix = fresh_prefix();
+    let a = S3Store::builder(server.url(&prefix))
+        .listing_reuse(Duration::ZERO)
+        .build()
+        .await
+        .expect("open a");
+    let b = server.open(&prefix).await;
+    assert!(a.get(KEY).await.expect("get").is_empty());
+    put(&b, KEY, Some("fr"), 1, 1000, HOUR).await;
+    assert_eq!(seeds(&read_verified(&a, KEY).await), [1]);
+}

@@ -31,9 +31,19 @@
 //! P/s/<id>     a body of unknown length being staged (see Writing)
 //! ```
 //!
-//! The variants of a key are the objects listed under `P/e/K/`. A response without `Vary`
-//! (the empty variant id) has a name known without listing, so a read sends its GET along
-//! with the LIST: a hit on such a key costs one round trip. Every object is checked
+//! The variants of a key are the objects listed under `P/e/K/`.
+//!
+//! # Reading
+//!
+//! A response without `Vary` (the empty variant id) has a name known without listing, so a
+//! read sends its GET along with the LIST of `P/e/K/`, and then GETs the other variants the
+//! LIST named, together. A process reuses its listing of a key for
+//! [`listing_reuse`](S3StoreBuilder::listing_reuse) (1 s): the reads meanwhile send their
+//! GETs at once, with no LIST, so a hit costs one round trip. Its own commits and removals
+//! keep the listing up to date; another process's new variant with `Vary` is seen once the
+//! listing is taken again (a response without `Vary`, and every removal, at once).
+//!
+//! Every object is checked
 //! on read: the key and variant its header names, its length against the header's, the
 //! header's checksum, and the body's checksum before the body's last bytes are released. A
 //! damaged, truncated or expired object is a miss and is deleted.
@@ -128,6 +138,7 @@ mod guard;
 #[cfg(not(feature = "s3-tls"))]
 mod http;
 mod layout;
+mod listings;
 mod ops;
 mod read;
 mod upload;
@@ -199,6 +210,7 @@ struct Inner {
     staging_ttl: Duration,
     /// The size bound's account, with `max_size_bytes`.
     account: Option<Mutex<bound::Account>>,
+    listings: listings::Listings,
 }
 
 /// Configures an [`S3Store`]; see [`S3Store::builder`].
@@ -213,6 +225,7 @@ pub struct S3StoreBuilder {
     timeout: Duration,
     sweep_every: Option<Duration>,
     max_size_bytes: Option<u64>,
+    listing_reuse: Duration,
 }
 
 impl S3StoreBuilder {
@@ -273,6 +286,19 @@ impl S3StoreBuilder {
         self
     }
 
+    /// How long a read reuses this process's last listing of a key's variants instead of
+    /// listing them again (see [Reading](self#reading)). Default: 1 s; zero lists on every
+    /// read.
+    ///
+    /// Meanwhile a variant with `Vary` that another process stores is not seen (a miss, or
+    /// another variant served, as if it had not been stored yet); a response without `Vary`
+    /// is seen at once (it is read by its name, never from a listing), and so is a removal
+    /// (a removed object is not found).
+    pub fn listing_reuse(mut self, reuse: Duration) -> Self {
+        self.listing_reuse = reuse;
+        self
+    }
+
     /// Parses the URL, configures the client and lists the prefix once; fails (within about
     /// the timeout) when the URL is malformed, the server cannot be reached, the bucket does
     /// not exist or the credentials are refused.
@@ -291,6 +317,7 @@ impl S3StoreBuilder {
             account: self
                 .max_size_bytes
                 .map(|max| Mutex::new(bound::Account::new(max))),
+            listings: listings::Listings::new(self.listing_reuse),
         });
         // One request now, so that a wrong setting fails here rather than at the first hit.
         inner
@@ -360,6 +387,7 @@ impl S3Store {
             timeout: Duration::from_secs(2),
             sweep_every: None,
             max_size_bytes: None,
+            listing_reuse: Duration::from_secs(1),
         }
     }
 

@@ -81,48 +81,79 @@ impl Inner {
     ///
     /// Most keys have one variant, a response without `Vary`, whose object name is known
     /// without listing: its GET goes out together with the LIST, so that reading such a key
-    /// costs one round trip instead of two. The other variants' GETs follow the LIST,
-    /// together. (For a key with `Vary`, and for a miss, the early GET is one more request,
-    /// answered "not found".)
+    /// costs one round trip instead of two. A listing is then reused for
+    /// [`listing_reuse`](super::S3StoreBuilder::listing_reuse): the reads meanwhile GET the
+    /// variants it named, with no LIST. (For a key with `Vary`, and for a miss, the GET of the
+    /// Vary-less name is one more request, answered "not found".)
     pub(super) async fn get(self: &Arc<Self>, key: &str) -> Result<Entries, StoreError> {
         let dir = self.layout.key_dir(key);
+        let dir_name = dir.to_string();
         let plain = self.layout.variant(key, &VariantId::from_bytes(&[]));
-        let (listed, plain_opened) =
-            futures_util::future::join(self.list(&dir), self.open(key, plain.clone())).await;
-        let listed = listed?;
-        let plain_opened = match plain_opened {
-            // The early GET is a shortcut, and the listing has the last word: a GET that
-            // failed where the LIST went through (the circuit breaker lets one request probe
-            // a server back from an outage, and refuses the other) is made again if the
-            // LIST shows the object.
-            Err(_) if listed.iter().any(|object| object.location == plain) => {
-                self.open(key, plain.clone()).await
+        let (plain_opened, others) = match self.listings.recent(&dir_name) {
+            Some(others) => {
+                let (plain_opened, others) = futures_util::future::join(
+                    self.open(key, plain.clone()),
+                    self.open_all(key, others),
+                )
+                .await;
+                (plain_opened, others)
             }
-            Err(_) => Ok(None),
-            opened => opened,
+            None => {
+                let listing_began = std::time::Instant::now();
+                let (listed, plain_opened) =
+                    futures_util::future::join(self.list(&dir), self.open(key, plain.clone()))
+                        .await;
+                let listed = listed?;
+                let plain_opened = match plain_opened {
+                    // The early GET is a shortcut, and the listing has the last word: a GET
+                    // that failed where the LIST went through (the circuit breaker lets one
+                    // request probe a server back from an outage, and refuses the other) is
+                    // made again if the LIST shows the object.
+                    Err(_) if listed.iter().any(|object| object.location == plain) => {
+                        self.open(key, plain.clone()).await
+                    }
+                    Err(_) => Ok(None),
+                    opened => opened,
+                };
+                let others: Vec<Path> = listed
+                    .into_iter()
+                    .map(|object| object.location)
+                    .filter(|path| *path != plain)
+                    .collect();
+                self.listings
+                    .listed(dir_name.clone(), listing_began, others.clone());
+                (plain_opened, self.open_all(key, others).await)
+            }
         };
-        let others = listed
-            .into_iter()
-            .filter(|object| object.location != plain)
-            .map(|object| {
-                let path = object.location;
-                async move { (path.clone(), self.open(key, path).await) }
-            });
-        let others = futures_util::future::join_all(others).await;
-        let dir = dir.to_string();
         let mut entries = Vec::new();
-        // The early GET answers for the plain variant whether or not the LIST showed it: an
+        // The GET of the plain variant answers for it whether or not a listing showed it: an
         // object written in between is the newest, and one removed in between is gone.
         for (path, opened) in std::iter::once((plain, plain_opened)).chain(others) {
             match opened? {
                 Some((entry, size)) => {
-                    self.account(|a| a.record(&dir, path.as_ref(), size));
+                    self.account(|a| a.record(&dir_name, path.as_ref(), size));
                     entries.push(entry);
                 }
-                None => self.account(|a| a.forget_object(&dir, path.as_ref())),
+                None => {
+                    self.account(|a| a.forget_object(&dir_name, path.as_ref()));
+                    self.listings.removed(&dir_name, Some(&path));
+                }
             }
         }
         Ok(entries.into())
+    }
+
+    /// Opens `paths` (variants of `key`), their GETs sent together.
+    async fn open_all(
+        self: &Arc<Self>,
+        key: &str,
+        paths: Vec<Path>,
+    ) -> Vec<(Path, Result<Option<(StoredEntry, u64)>, StoreError>)> {
+        let opened = paths.into_iter().map(|path| async move {
+            let opened = self.open(key, path.clone()).await;
+            (path, opened)
+        });
+        futures_util::future::join_all(opened).await
     }
 
     /// Opens one variant's object: its header now, its body small and whole or streamed;
@@ -291,6 +322,7 @@ impl Inner {
             Some(variant) => {
                 let path = self.layout.variant(key, variant);
                 self.account(|a| a.forget_object(dir.as_ref(), path.as_ref()));
+                self.listings.removed(dir.as_ref(), Some(&path));
                 self.delete_all(vec![path]).await
             }
             None => self.remove_dir(&dir).await,
@@ -300,6 +332,7 @@ impl Inner {
     /// Deletes every object under `dir` (a key's variants).
     pub(super) async fn remove_dir(&self, dir: &Path) -> Result<(), StoreError> {
         self.account(|a| a.forget_dir(dir.as_ref()));
+        self.listings.removed(dir.as_ref(), None);
         let objects = self.list(dir).await?;
         self.delete_all(objects.into_iter().map(|o| o.location).collect())
             .await
@@ -307,6 +340,7 @@ impl Inner {
 
     pub(super) async fn clear(&self) -> Result<(), StoreError> {
         self.account(|a| a.clear());
+        self.listings.clear();
         let objects = self.list(self.layout.root()).await?;
         self.delete_all(objects.into_iter().map(|o| o.location).collect())
             .await

@@ -309,6 +309,10 @@ impl EntryWriter for S3Writer {
         Box::pin(async move {
             let size = self.commit_inner().await?;
             let inner = self.inner.clone();
+            if !self.meta.variant.as_bytes().is_empty() {
+                let dir = inner.layout.key_dir(&self.meta.key).to_string();
+                inner.listings.committed(&dir, &self.path);
+            }
             inner.committed(&self.meta.key, &self.path, size).await;
             Ok(())
         })
