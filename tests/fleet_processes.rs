@@ -24,6 +24,9 @@ mod example_binaries;
 #[path = "support/s3_server.rs"]
 mod s3_server;
 
+#[path = "support/shared_servers.rs"]
+mod shared_servers;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,7 @@ use cache_workspace::origin::{self, full, Origin};
 use example_binaries::{example_binary, under_ci};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use shared_servers::{fresh_prefix, server, with_fresh_prefix};
 use tokio::sync::mpsc;
 
 /// The longest any one wait may take (a child starting, a request, a child exiting).
@@ -434,36 +438,6 @@ async fn two_proxy_processes_share_one_store(store: &str) {
     );
 }
 
-/// The URL in `var`, or `None` (skip) when unset outside CI.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if under_ci() => {
-            panic!(
-                "{var} is not set under CI: these tests need a server (scripts/test.sh starts one)"
-            )
-        }
-        _ => {
-            eprintln!("skipped: {var} not set (scripts/test.sh starts a server)");
-            None
-        }
-    }
-}
-
-/// A prefix no other run or test uses.
-fn fresh_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("fleet-processes-{}-{nanos}", std::process::id())
-}
-
-/// `url` with a fresh key prefix.
-fn with_fresh_prefix(url: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}prefix={}:", fresh_prefix())
-}
-
 /// Two proxy processes on one SQLite file: a GET stored through one is a hit through the
 /// other, and a PUT through the other invalidates it for the first (RFC 9111 §4.4).
 #[tokio::test]
@@ -479,7 +453,7 @@ async fn two_proxy_processes_on_one_sqlite_file_share_hits_and_invalidations() {
 #[tokio::test]
 async fn two_proxy_processes_on_one_redis_server_share_hits_and_invalidations() {
     if let Some(url) = server("REDIS_URL") {
-        two_proxy_processes_share_one_store(&with_fresh_prefix(&url)).await;
+        two_proxy_processes_share_one_store(&with_fresh_prefix(&url, "fleet-processes")).await;
     }
 }
 
@@ -489,7 +463,7 @@ async fn two_proxy_processes_on_one_redis_server_share_hits_and_invalidations() 
 #[tokio::test]
 async fn two_proxy_processes_on_one_redis_cluster_share_hits_and_invalidations() {
     if let Some(url) = server("REDIS_CLUSTER_URL") {
-        two_proxy_processes_share_one_store(&with_fresh_prefix(&url)).await;
+        two_proxy_processes_share_one_store(&with_fresh_prefix(&url, "fleet-processes")).await;
     }
 }
 
@@ -499,6 +473,6 @@ async fn two_proxy_processes_on_one_redis_cluster_share_hits_and_invalidations()
 #[tokio::test]
 async fn two_proxy_processes_on_one_s3_bucket_share_hits_and_invalidations() {
     if let Some(s3) = s3_server::S3::from_env() {
-        two_proxy_processes_share_one_store(&s3.url(&fresh_prefix())).await;
+        two_proxy_processes_share_one_store(&s3.url(&fresh_prefix("fleet-processes"))).await;
     }
 }

@@ -11,6 +11,9 @@
 #[allow(dead_code)] // the relay is for the fault tests
 mod s3_server;
 
+#[path = "support/shared_servers.rs"]
+mod shared_servers;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use cache_workspace::answer::Answer;
 use cache_workspace::origin::{self, full, LegacyClient, Origin};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use shared_servers::{fresh_prefix, server, with_fresh_prefix};
 use tower::{Service, ServiceExt};
 use tower_http_cache::{CacheLayer, CacheOutcome, CacheService};
 
@@ -79,34 +83,6 @@ async fn two_instances_share_one_cache(url: &str) {
     assert_eq!(origin.hits(), 3);
 }
 
-/// The URL in `var`, or `None` (skip) when unset outside CI.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "{var} is not set under CI: these tests need a server (scripts/test.sh starts one)"
-            )
-        }
-        _ => {
-            eprintln!("skipped: {var} not set (scripts/test.sh starts a server)");
-            None
-        }
-    }
-}
-
-/// A fresh key prefix, so that runs and tests never see each other's entries.
-fn with_fresh_prefix(url: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!(
-        "{url}{separator}prefix=fleet-{}-{nanos}:",
-        std::process::id()
-    )
-}
-
 #[tokio::test]
 async fn two_instances_on_one_sqlite_file_share_one_cache() {
     let dir = tempfile::tempdir().expect("dir");
@@ -117,24 +93,20 @@ async fn two_instances_on_one_sqlite_file_share_one_cache() {
 #[tokio::test]
 async fn two_instances_on_one_redis_server_share_one_cache() {
     if let Some(url) = server("REDIS_URL") {
-        two_instances_share_one_cache(&with_fresh_prefix(&url)).await;
+        two_instances_share_one_cache(&with_fresh_prefix(&url, "fleet")).await;
     }
 }
 
 #[tokio::test]
 async fn two_instances_on_one_redis_cluster_share_one_cache() {
     if let Some(url) = server("REDIS_CLUSTER_URL") {
-        two_instances_share_one_cache(&with_fresh_prefix(&url)).await;
+        two_instances_share_one_cache(&with_fresh_prefix(&url, "fleet")).await;
     }
 }
 
 #[tokio::test]
 async fn two_instances_on_one_s3_bucket_share_one_cache() {
     if let Some(s3) = s3_server::S3::from_env() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let prefix = format!("fleet-{}-{nanos}", std::process::id());
-        two_instances_share_one_cache(&s3.url(&prefix)).await;
+        two_instances_share_one_cache(&s3.url(&fresh_prefix("fleet"))).await;
     }
 }

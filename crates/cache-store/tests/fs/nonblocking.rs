@@ -44,6 +44,20 @@ fn poll_once(read: impl Future<Output = Result<Entries, StoreError>>) -> Option<
     }
 }
 
+/// Reads `key` with the blocking pool's thread busy: checks that the read waits for the
+/// pool (pending at its first poll), then lets the pool go and returns what it read.
+async fn read_on_the_pool(store: &FsStore, key: &str) -> Entries {
+    let release = occupy_blocking_pool();
+    let mut read = pin!(store.get(key));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        read.as_mut().poll(&mut cx).is_pending(),
+        "queued for the pool"
+    );
+    drop(release);
+    read.await.expect("read")
+}
+
 /// Makes the directory holding `file` look unchanged for a minute, so that the store may
 /// reuse its listing (a directory changed in the last two seconds is read again).
 fn settle_dir_of(file: &Path) {
@@ -138,9 +152,7 @@ fn with_nonblocking_reads_off_every_read_goes_to_the_blocking_pool() {
     let rt = runtime();
     warm_entry(&rt, &store, 1024);
     rt.block_on(async {
-        let release = occupy_blocking_pool();
-        assert!(poll_once(store.get("k")).is_none(), "queued for the pool");
-        drop(release);
+        assert_eq!(read_on_the_pool(&store, "k").await.len(), 1);
         assert_eq!(read_verified(&store, "k").await.len(), 1);
     });
 }
@@ -159,15 +171,7 @@ fn an_entry_whose_data_left_the_page_cache_is_read_on_the_blocking_pool() {
     file.sync_all().expect("sync");
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
     rt.block_on(async {
-        let release = occupy_blocking_pool();
-        let mut read = pin!(store.get("k"));
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(
-            read.as_mut().poll(&mut cx).is_pending(),
-            "queued for the pool"
-        );
-        drop(release);
-        let entries = read.await.expect("read");
+        let entries = read_on_the_pool(&store, "k").await;
         assert_eq!(entries.len(), 1, "still a hit, read on the pool");
         assert_eq!(read_verified(&store, "k").await.len(), 1);
     });
@@ -180,9 +184,7 @@ fn a_key_whose_directory_just_changed_is_listed_on_the_blocking_pool() {
     let rt = runtime();
     rt.block_on(async {
         put(&store, "k", None, 7, 1024).await;
-        let release = occupy_blocking_pool();
-        assert!(poll_once(store.get("k")).is_none(), "queued for the pool");
-        drop(release);
+        assert_eq!(read_on_the_pool(&store, "k").await.len(), 1);
         assert_eq!(read_verified(&store, "k").await.len(), 1);
     });
 }
@@ -210,15 +212,11 @@ fn an_expired_entry_is_removed_on_the_blocking_pool_not_the_task() {
     });
     std::thread::sleep(Duration::from_millis(400));
     rt.block_on(async {
-        let release = occupy_blocking_pool();
-        let mut read = pin!(store.get("k"));
-        let mut cx = Context::from_waker(Waker::noop());
+        // The removal waits for the pool.
         assert!(
-            read.as_mut().poll(&mut cx).is_pending(),
-            "the removal waits"
+            read_on_the_pool(&store, "k").await.is_empty(),
+            "expired: a miss"
         );
-        drop(release);
-        assert!(read.await.expect("read").is_empty(), "expired: a miss");
         assert!(!path.exists(), "and removed");
     });
 }
