@@ -137,6 +137,7 @@ impl<T> ChunkSender<T> {
     }
 
     /// Queues `item` after everything before it, waiting for room.
+    #[cfg(feature = "sqlite")]
     pub(crate) async fn send_last(&mut self, item: T) -> Result<(), Closed> {
         self.flush().await?;
         self.tx.send(item).await.map_err(|_| Closed)

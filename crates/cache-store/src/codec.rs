@@ -80,6 +80,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
 use cache_policy::StoredResponse;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
@@ -436,7 +437,13 @@ fn decode_time(value: &[u8]) -> Result<SystemTime, DecodeError> {
     time.ok_or(bad)
 }
 
-fn decode_header_line(value: &[u8]) -> Result<(HeaderName, HeaderValue), DecodeError> {
+/// Decodes a header-line record. The value's bytes go to the end of `values` and are split
+/// off it, so every value of an entry shares one buffer: cloning them later (each hit copies
+/// the stored head into its response) counts references instead of allocating.
+fn decode_header_line(
+    value: &[u8],
+    values: &mut BytesMut,
+) -> Result<(HeaderName, HeaderValue), DecodeError> {
     let bad = DecodeError::Invalid("malformed header line record");
     let (len, rest) = split_u32(value).ok_or(bad)?;
     if rest.len() < len as usize {
@@ -444,7 +451,8 @@ fn decode_header_line(value: &[u8]) -> Result<(HeaderName, HeaderValue), DecodeE
     }
     let (name, value) = rest.split_at(len as usize);
     let name = HeaderName::from_bytes(name).map_err(|_| bad)?;
-    let value = HeaderValue::from_bytes(value).map_err(|_| bad)?;
+    values.extend_from_slice(value);
+    let value = HeaderValue::from_maybe_shared(values.split().freeze()).map_err(|_| bad)?;
     Ok((name, value))
 }
 
@@ -463,6 +471,28 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), DecodeError> {
 
 const TOO_MANY_LINES: DecodeError = DecodeError::Invalid("more header lines than an entry holds");
 
+/// In the well-formed start of `records`: how many response header lines there are (at most
+/// `MAX_HEADER_LINES`, the decoder rejects more) and how many bytes all header-line records
+/// hold (at least what their values need).
+fn header_lines(mut records: &[u8]) -> (usize, usize) {
+    let (mut lines, mut bytes) = (0, 0);
+    while let Some((head, rest)) = records.split_first_chunk::<6>() {
+        let tag = u16::from_be_bytes([head[0], head[1]]);
+        let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        if lines > MAX_HEADER_LINES || rest.len() < len {
+            break;
+        }
+        if tag == TAG_RESPONSE_HEADER {
+            lines += 1;
+        }
+        if tag == TAG_RESPONSE_HEADER || tag == TAG_VARY_HEADER {
+            bytes += len;
+        }
+        records = &rest[len..];
+    }
+    (lines.min(MAX_HEADER_LINES), bytes)
+}
+
 fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
     let mut key = None;
     let mut variant = None;
@@ -471,7 +501,10 @@ fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
     let mut uri = None;
     let mut request_time = None;
     let mut response_time = None;
-    let mut headers = HeaderMap::new();
+    // Sized up front: growing a map on the way rehashes it (a hit's 7 lines grew it once).
+    let (lines, line_bytes) = header_lines(records);
+    let mut headers = HeaderMap::with_capacity(lines);
+    let mut values = BytesMut::with_capacity(line_bytes);
     let mut vary_request_headers = HeaderMap::new();
     let mut expires = None;
     let mut body_len = None;
@@ -522,13 +555,13 @@ fn decode_records(mut records: &[u8]) -> Result<EntryMeta, DecodeError> {
                 return Err(TOO_MANY_LINES);
             }
             TAG_RESPONSE_HEADER => {
-                let (name, value) = decode_header_line(value)?;
+                let (name, value) = decode_header_line(value, &mut values)?;
                 headers
                     .try_append(name, value)
                     .map_err(|_| TOO_MANY_LINES)?;
             }
             TAG_VARY_HEADER => {
-                let (name, value) = decode_header_line(value)?;
+                let (name, value) = decode_header_line(value, &mut values)?;
                 vary_request_headers
                     .try_append(name, value)
                     .map_err(|_| TOO_MANY_LINES)?;

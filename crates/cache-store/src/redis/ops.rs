@@ -68,7 +68,8 @@ impl Inner {
         }
         for (field, expected) in &doomed {
             // What cannot be removed now is met (and skipped) again by the next read.
-            let _ = self.remove(key, Removal::If(field, expected)).await;
+            // Boxed: inline, this rare branch more than doubled every read's future.
+            let _ = Box::pin(self.remove(key, Removal::If(field, expected))).await;
         }
         if !out.is_empty() && self.max_size.is_some() {
             let [order, _, _] = self.keys.accounting();
@@ -257,5 +258,26 @@ impl Inner {
                 }
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size_of_output<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(&'static Arc<Inner>, &'static str) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every read allocates its future: above 1 KiB the allocator leaves its per-thread cache
+    /// (about 1 400 instructions more per hit, measured). The rare removal of a damaged or
+    /// expired record is boxed so that it does not size the hit's future (it made it 1 392).
+    #[test]
+    fn a_read_future_stays_within_the_allocators_fast_sizes() {
+        let size = size_of_output(Inner::get);
+        assert!(size <= 1024, "Inner::get's future is {size} bytes");
     }
 }
