@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use http_body::{Body, Frame};
 
 use super::ops::Removal;
@@ -17,24 +18,37 @@ use crate::StoreError;
 /// Chunks fetched per round trip (one `MGET`: the chunks of an entry share its slot).
 const CHUNKS_PER_READ: u32 = 4;
 
-/// What one read produced: frames, and the running checksum to continue with.
-type BatchRead = Result<(Vec<Bytes>, BodyChecksum), StoreError>;
+/// Round trips asked for before their turn: while one batch is read and handed out, Redis
+/// prepares the next. 4 `MGET`s of a 1 MiB body took 644-667 µs one after the other and
+/// 508-613 µs two at a time (measured apart).
+const BATCHES_IN_FLIGHT: usize = 2;
 
-type Reading = Pin<Box<dyn Future<Output = BatchRead> + Send>>;
+/// The chunks one `MGET` found, in order (`None`: missing).
+type Fetched = Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+type Fetch = Pin<Box<dyn Future<Output = Fetched> + Send>>;
+
+type Removing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The body of one write (by write id: a replaced or removed write's chunks are never another
-/// write's), read a few chunks per round trip.
+/// write's), read a few chunks per round trip, two round trips at a time: a reader holds at
+/// most two batches (512 KiB).
 pub(super) struct ChunkBody {
     read: Arc<Read>,
-    /// The next chunk to read.
+    /// The next chunk to ask for.
+    asked: u32,
+    /// The next chunk to check and hand out.
     next: u32,
-    /// Body bytes not yet read.
+    /// Body bytes not yet checked.
     remaining: u64,
-    /// The checksum of the bytes read so far; with the read future while one runs.
-    crc: Option<BodyChecksum>,
-    /// Frames read and checked, not yet yielded.
+    /// The checksum of the bytes checked so far.
+    crc: BodyChecksum,
+    /// Frames checked, not yet handed out.
     ready: VecDeque<Bytes>,
-    reading: Option<Reading>,
+    /// The batches asked for, answered in order.
+    fetching: FuturesOrdered<Fetch>,
+    /// A damaged body's removal, and the error that ends the body once it is done.
+    failing: Option<(Removing, StoreError)>,
     done: bool,
 }
 
@@ -67,64 +81,81 @@ impl ChunkBody {
                 chunks,
                 expected,
             }),
+            asked: 0,
             next: 0,
             remaining: len,
-            crc: Some(BodyChecksum::new()),
+            crc: BodyChecksum::new(),
             ready: VecDeque::new(),
-            reading: None,
+            fetching: FuturesOrdered::new(),
+            failing: None,
             done: false,
         }
+    }
+
+    /// Asks for batches until `BATCHES_IN_FLIGHT` are out (or every chunk is asked for).
+    fn ask(&mut self) {
+        while self.fetching.len() < BATCHES_IN_FLIGHT && self.asked < self.read.chunks {
+            let from = self.asked;
+            self.asked = self.read.chunks.min(from.saturating_add(CHUNKS_PER_READ));
+            let fetch: Fetch = Box::pin(self.read.clone().fetch(from, self.asked));
+            self.fetching.push_back(fetch);
+        }
+    }
+
+    /// Checks the next batch: each chunk is there, they do not run past the body's length,
+    /// and the checksum is verified before the last chunk is handed out.
+    fn take_in(&mut self, found: Vec<Option<Vec<u8>>>) -> Result<(), StoreError> {
+        let to = self
+            .read
+            .chunks
+            .min(self.next.saturating_add(CHUNKS_PER_READ));
+        if found.len() != (to - self.next) as usize {
+            return Err(StoreError::Corrupt("a body chunk is missing"));
+        }
+        let mut frames = Vec::with_capacity(found.len());
+        for (n, data) in (self.next..to).zip(found) {
+            let data = data.ok_or(StoreError::Corrupt("a body chunk is missing"))?;
+            let len = data.len() as u64;
+            let last = n + 1 == self.read.chunks;
+            if data.is_empty() || len > self.remaining || (last && len != self.remaining) {
+                return Err(StoreError::Corrupt("a body chunk has the wrong length"));
+            }
+            self.remaining -= len;
+            self.crc.update(&data);
+            frames.push(Bytes::from(data));
+        }
+        if to == self.read.chunks {
+            self.crc.clone().verify(&self.read.expected)?;
+        }
+        self.next = to;
+        self.ready.extend(frames);
+        Ok(())
     }
 }
 
 impl Read {
-    /// Reads chunks `from..` (a few), checks that each is there and that they do not run past
-    /// the body's length, and verifies the checksum before returning the last chunk. A
-    /// damaged body removes its variant (while the index still names this write).
-    async fn batch(self: Arc<Self>, from: u32, remaining: u64, crc: BodyChecksum) -> BatchRead {
-        let result = self.checked(from, remaining, crc).await;
-        if matches!(result, Err(StoreError::Corrupt(_))) {
-            let removal = Removal::If(&self.field, self.write_id.as_bytes());
-            // A failed removal leaves a variant that fails again: still never served whole.
-            let _ = self.inner.remove(&self.key, removal).await;
-        }
-        result
-    }
-
-    async fn checked(&self, from: u32, mut remaining: u64, mut crc: BodyChecksum) -> BatchRead {
-        let to = self.chunks.min(from.saturating_add(CHUNKS_PER_READ));
+    /// `MGET` of chunks `from..to`.
+    async fn fetch(self: Arc<Self>, from: u32, to: u32) -> Fetched {
         let base = self.inner.keys.chunk_base(&self.key);
         let keys: Vec<String> = (from..to)
             .map(|n| format!("{base}{}:{n}", self.write_id))
             .collect();
         let inner = &self.inner;
-        let found: Vec<Option<Vec<u8>>> = inner
+        inner
             .conn
             .query(
                 inner.timeout,
                 "MGET (body chunks)",
                 redis::cmd("MGET").arg(&keys),
             )
-            .await?;
-        if found.len() != keys.len() {
-            return Err(StoreError::Corrupt("a body chunk is missing"));
-        }
-        let mut frames = Vec::with_capacity(found.len());
-        for (n, data) in (from..to).zip(found) {
-            let data = data.ok_or(StoreError::Corrupt("a body chunk is missing"))?;
-            let len = data.len() as u64;
-            let last = n + 1 == self.chunks;
-            if data.is_empty() || len > remaining || (last && len != remaining) {
-                return Err(StoreError::Corrupt("a body chunk has the wrong length"));
-            }
-            remaining -= len;
-            crc.update(&data);
-            frames.push(Bytes::from(data));
-        }
-        if to == self.chunks {
-            crc.clone().verify(&self.expected)?;
-        }
-        Ok((frames, crc))
+            .await
+    }
+
+    /// Removes the variant while the index still names this write. A failed removal leaves
+    /// a variant that fails again: still never served whole.
+    async fn remove(self: Arc<Self>) {
+        let removal = Removal::If(&self.field, self.write_id.as_bytes());
+        let _ = self.inner.remove(&self.key, removal).await;
     }
 }
 
@@ -141,33 +172,32 @@ impl Body for ChunkBody {
             if let Some(frame) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
-            if let Some(reading) = &mut this.reading {
-                let result = ready!(reading.as_mut().poll(cx));
-                this.reading = None;
-                match result {
-                    Ok((frames, crc)) => {
-                        let read: u64 = frames.iter().map(|f| f.len() as u64).sum();
-                        this.next += frames.len() as u32;
-                        this.remaining -= read;
-                        this.crc = Some(crc);
-                        this.ready.extend(frames);
-                    }
-                    Err(e) => {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-                continue;
+            if let Some((removing, _)) = &mut this.failing {
+                ready!(removing.as_mut().poll(cx));
+                this.done = true;
+                return Poll::Ready(this.failing.take().map(|(_, error)| Err(error)));
             }
             if this.done || this.next >= this.read.chunks {
                 this.done = true;
                 return Poll::Ready(None);
             }
-            let Some(crc) = this.crc.take() else {
-                return Poll::Ready(None);
+            this.ask();
+            let checked = match ready!(this.fetching.poll_next_unpin(cx)) {
+                Some(Ok(found)) => this.take_in(found),
+                Some(Err(error)) => Err(error),
+                None => Err(StoreError::Corrupt("a body chunk is missing")),
             };
-            let read = this.read.clone();
-            this.reading = Some(Box::pin(read.batch(this.next, this.remaining, crc)));
+            match checked {
+                Ok(()) => {}
+                Err(StoreError::Corrupt(why)) => {
+                    let removing: Removing = Box::pin(this.read.clone().remove());
+                    this.failing = Some((removing, StoreError::Corrupt(why)));
+                }
+                Err(error) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
         }
     }
 

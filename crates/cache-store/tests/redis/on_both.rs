@@ -33,6 +33,10 @@ on_both!(two_stores_see_each_others_changes, two_stores);
 on_both!(racing_writers_never_mix, racing_writers);
 on_both!(damaged_chunk_ends_the_body_in_an_error, damaged_chunk);
 on_both!(garbled_record_is_a_miss_and_removed, garbled_record);
+on_both!(
+    a_reader_asks_for_the_next_batch_while_one_is_handed_out,
+    read_ahead
+);
 on_both!(aborted_writer_leaves_nothing, aborted_writer);
 on_both!(clear_removes_only_its_prefix, clear_only_prefix);
 
@@ -149,6 +153,50 @@ async fn damaged_chunk(url: &str) {
     }
     assert_eq!(seeds(&read_verified(&store, KEY).await), [3]);
     assert_eq!(raw.records(&store, KEY).await.len(), 1);
+}
+
+/// A streamed body keeps two `MGET`s of 4 chunks in flight and asks for the third only once
+/// the first is handed out (a reader holds at most two batches). Seen by deleting chunks
+/// 4.. right after the first frame: the second batch, asked for with the first, still arrives
+/// whole; the third is found missing, and the body ends in an error.
+async fn read_ahead(url: &str) {
+    use http_body_util::BodyExt;
+
+    let store = open(url, &fresh_prefix()).await;
+    let raw = Raw::connect(url).await;
+    let (chunk, chunks) = (65_536, 14);
+    put(&store, KEY, None, 5, chunk * chunks).await;
+    let records = raw.records(&store, KEY).await;
+    let write_id = String::from_utf8(records[0].1[..16].to_vec()).expect("hex write id");
+
+    let entries = store.get(KEY).await.expect("get");
+    let mut body = entries.iter().next().expect("stored").body().expect("body");
+    let first = body.frame().await.expect("a frame").expect("read");
+    assert_eq!(first.data_ref().map(|d| d.len()), Some(chunk));
+    // The second batch's MGET went out with the first; let it be answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 4..chunks as u32 {
+        let _: i64 = raw
+            .query(redis::cmd("DEL").arg(store.chunk_key(KEY, &write_id, n)))
+            .await;
+    }
+    let mut read = chunk;
+    let end = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            Some(Err(e)) => break Some(e),
+            None => break None,
+        }
+    };
+    assert!(
+        matches!(end, Some(StoreError::Corrupt(_))),
+        "the third batch was read before its chunks were deleted: {end:?}"
+    );
+    assert_eq!(read, 8 * chunk, "the first two batches arrive whole");
+    assert!(
+        raw.records(&store, KEY).await.is_empty(),
+        "the damaged entry is removed"
+    );
 }
 
 /// A truncated record and a record with a garbled header are misses, and are removed.
