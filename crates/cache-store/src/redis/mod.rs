@@ -83,9 +83,10 @@
 //!
 //! [`Store::get`] reads the index with one `HGETALL`. Each record is decoded and checked (key,
 //! variant, lengths, expiry); a record that fails is removed and is a miss. An inline body is
-//! verified against its checksum at once and served as one `Bytes`. A chunked body streams a
-//! few chunks per round trip (`MGET`), and its checksum is verified before the last frame is
-//! released: a missing or damaged chunk ends the body in an error, never in a
+//! verified against its checksum at once and served as one `Bytes`. A chunked body streams
+//! four chunks per round trip (`MGET`), two round trips in flight (Redis prepares the next
+//! batch while one is read and handed out; a reader holds at most two batches), and its
+//! checksum is verified before the last frame is released: a missing or damaged chunk ends the body in an error, never in a
 //! complete-looking body, and removes the variant (if the index still names that write).
 //!
 //! # Writer buffer bound
