@@ -16,12 +16,7 @@ use crate::codec::BodyChecksum;
 use crate::StoreError;
 
 /// Chunks fetched per round trip (one `MGET`: the chunks of an entry share its slot).
-const CHUNKS_PER_READ: u32 = 4;
-
-/// Round trips asked for before their turn: while one batch is read and handed out, Redis
-/// prepares the next. 4 `MGET`s of a 1 MiB body took 644-667 µs one after the other and
-/// 508-613 µs two at a time (measured apart).
-const BATCHES_IN_FLIGHT: usize = 2;
+pub(super) const CHUNKS_PER_READ: u32 = 4;
 
 /// The chunks one `MGET` found, in order (`None`: missing).
 type Fetched = Result<Vec<Option<Vec<u8>>>, StoreError>;
@@ -31,8 +26,9 @@ type Fetch = Pin<Box<dyn Future<Output = Fetched> + Send>>;
 type Removing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The body of one write (by write id: a replaced or removed write's chunks are never another
-/// write's), read a few chunks per round trip, two round trips at a time: a reader holds at
-/// most two batches (512 KiB).
+/// write's), read a few chunks per round trip, several round trips at a time (the store's
+/// `read_ahead_batches`): while one batch is read and handed out, Redis sends the next. A
+/// reader holds at most that many batches.
 pub(super) struct ChunkBody {
     read: Arc<Read>,
     /// The next chunk to ask for.
@@ -92,9 +88,10 @@ impl ChunkBody {
         }
     }
 
-    /// Asks for batches until `BATCHES_IN_FLIGHT` are out (or every chunk is asked for).
+    /// Asks for batches until the store's read-ahead is out (or every chunk is asked for).
     fn ask(&mut self) {
-        while self.fetching.len() < BATCHES_IN_FLIGHT && self.asked < self.read.chunks {
+        let in_flight = self.read.inner.read_ahead_batches;
+        while self.fetching.len() < in_flight && self.asked < self.read.chunks {
             let from = self.asked;
             self.asked = self.read.chunks.min(from.saturating_add(CHUNKS_PER_READ));
             let fetch: Fetch = Box::pin(self.read.clone().fetch(from, self.asked));

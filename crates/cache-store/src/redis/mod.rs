@@ -84,8 +84,9 @@
 //! [`Store::get`] reads the index with one `HGETALL`. Each record is decoded and checked (key,
 //! variant, lengths, expiry); a record that fails is removed and is a miss. An inline body is
 //! verified against its checksum at once and served as one `Bytes`. A chunked body streams
-//! four chunks per round trip (`MGET`), two round trips in flight (Redis prepares the next
-//! batch while one is read and handed out; a reader holds at most two batches), and its
+//! four chunks per round trip (`MGET`), with [`read_ahead_bytes`](RedisStoreBuilder::read_ahead_bytes)
+//! (1 MiB, four `MGET`s) in flight: Redis sends the next batches while one is read and handed
+//! out, and a reader holds no more than that. Its
 //! checksum is verified before the last frame is released: a missing or damaged chunk ends the body in an error, never in a
 //! complete-looking body, and removes the variant (if the index still names that write).
 //!
@@ -202,6 +203,8 @@ struct Inner {
     max_body_size: u64,
     chunk_size: usize,
     queue_chunks: usize,
+    /// `MGET`s of body chunks a reader keeps in flight (at least 1).
+    read_ahead_batches: usize,
     max_size: Option<u64>,
     min_ttl: Duration,
     grace: Duration,
@@ -217,6 +220,7 @@ pub struct RedisStoreBuilder {
     max_body_size: u64,
     chunk_size: usize,
     write_queue_chunks: usize,
+    read_ahead_bytes: usize,
     max_size_bytes: Option<u64>,
     min_ttl: Duration,
     replaced_grace: Duration,
@@ -251,6 +255,14 @@ impl RedisStoreBuilder {
     /// [module documentation](self#writer-buffer-bound)). Default: 8; at least 1.
     pub fn write_queue_chunks(mut self, chunks: usize) -> Self {
         self.write_queue_chunks = chunks.max(1);
+        self
+    }
+
+    /// How many body bytes a reader asks for ahead of the frame it hands out, in `MGET`s of
+    /// four chunks (at least one): Redis sends them while the reader works, and a reader holds
+    /// at most this much. Default: 1 MiB (four `MGET`s of 64 KiB chunks).
+    pub fn read_ahead_bytes(mut self, bytes: usize) -> Self {
+        self.read_ahead_bytes = bytes;
         self
     }
 
@@ -313,6 +325,9 @@ impl RedisStoreBuilder {
                 max_body_size: self.max_body_size,
                 chunk_size: self.chunk_size,
                 queue_chunks: self.write_queue_chunks,
+                read_ahead_batches: (self.read_ahead_bytes
+                    / (body::CHUNKS_PER_READ as usize * self.chunk_size))
+                    .max(1),
                 max_size: self.max_size_bytes,
                 min_ttl: self.min_ttl,
                 grace: self.replaced_grace,
@@ -331,6 +346,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("max_body_size", &self.max_body_size)
             .field("chunk_size", &self.chunk_size)
             .field("write_queue_chunks", &self.write_queue_chunks)
+            .field("read_ahead_bytes", &self.read_ahead_bytes)
             .field("max_size_bytes", &self.max_size_bytes)
             .field("min_ttl", &self.min_ttl)
             .field("replaced_grace", &self.replaced_grace)
@@ -348,7 +364,8 @@ impl RedisStore {
     }
 
     /// A builder for a store at `url`, with the defaults: the URL's prefix (else
-    /// `http-cache:`), bodies up to 64 MiB in 64 KiB chunks, 8 queued chunks per writer, no
+    /// `http-cache:`), bodies up to 64 MiB in 64 KiB chunks, 8 queued chunks per writer, 1 MiB
+    /// read ahead per reader, no
     /// size bound of its own, a 1 s TTL floor, 60 s of grace for replaced bodies, a 10 minute
     /// staging TTL and a 2 s timeout.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
@@ -358,6 +375,7 @@ impl RedisStore {
             max_body_size: 64 << 20,
             chunk_size: 64 * 1024,
             write_queue_chunks: 8,
+            read_ahead_bytes: 1 << 20,
             max_size_bytes: None,
             min_ttl: Duration::from_secs(1),
             replaced_grace: Duration::from_secs(60),

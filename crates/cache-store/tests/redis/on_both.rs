@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use cache_store::conformance::{read_body, read_verified, seeded_body, seeded_response};
-use cache_store::{Store, StoreError, VariantId};
+use cache_store::{RedisStore, Store, StoreError, VariantId};
 
 use crate::{fresh_prefix, open, put, seeds, url_from_env, Raw, CLUSTER, HOUR, KEY, STANDALONE};
 
@@ -155,29 +155,44 @@ async fn damaged_chunk(url: &str) {
     assert_eq!(raw.records(&store, KEY).await.len(), 1);
 }
 
-/// A streamed body keeps two `MGET`s of 4 chunks in flight and asks for the third only once
-/// the first is handed out (a reader holds at most two batches). Seen by deleting chunks
-/// 4.. right after the first frame: the second batch, asked for with the first, still arrives
-/// whole; the third is found missing, and the body ends in an error.
+/// A streamed body keeps its read-ahead of `MGET`s (4 chunks each) in flight, and asks for the
+/// next only once a batch is handed out: a reader holds at most that many. Seen by deleting
+/// the chunks past the read-ahead right after the first frame: those asked for with the
+/// first still arrive whole; the next batch is found missing, and the body ends in an error.
 async fn read_ahead(url: &str) {
+    let chunk = 65_536;
+    // The default, 1 MiB: four batches; and two.
+    for (read_ahead, batches) in [(None, 4), (Some(8 * chunk), 2)] {
+        let mut builder = RedisStore::builder(url).prefix(fresh_prefix());
+        if let Some(bytes) = read_ahead {
+            builder = builder.read_ahead_bytes(bytes);
+        }
+        let store = builder.build().await.expect("connect");
+        let held = read_past_deleted_chunks(url, &store, batches * 4).await;
+        assert_eq!(held, batches * 4 * chunk, "read-ahead {read_ahead:?}");
+    }
+}
+
+/// Reads a body of more chunks than `ahead`, deleting chunks `ahead..` after its first frame;
+/// returns how many bytes were read before the error that must end it.
+async fn read_past_deleted_chunks(url: &str, store: &RedisStore, ahead: usize) -> usize {
     use http_body_util::BodyExt;
 
-    let store = open(url, &fresh_prefix()).await;
     let raw = Raw::connect(url).await;
-    let (chunk, chunks) = (65_536, 14);
-    put(&store, KEY, None, 5, chunk * chunks).await;
-    let records = raw.records(&store, KEY).await;
+    let (chunk, chunks) = (65_536, ahead + 6);
+    put(store, KEY, None, 5, chunk * chunks).await;
+    let records = raw.records(store, KEY).await;
     let write_id = String::from_utf8(records[0].1[..16].to_vec()).expect("hex write id");
 
     let entries = store.get(KEY).await.expect("get");
     let mut body = entries.iter().next().expect("stored").body().expect("body");
     let first = body.frame().await.expect("a frame").expect("read");
     assert_eq!(first.data_ref().map(|d| d.len()), Some(chunk));
-    // The second batch's MGET went out with the first; let it be answered.
+    // The read-ahead's MGETs went out with the first; let them be answered.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for n in 4..chunks as u32 {
+    for n in ahead..chunks {
         let _: i64 = raw
-            .query(redis::cmd("DEL").arg(store.chunk_key(KEY, &write_id, n)))
+            .query(redis::cmd("DEL").arg(store.chunk_key(KEY, &write_id, n as u32)))
             .await;
     }
     let mut read = chunk;
@@ -190,13 +205,13 @@ async fn read_ahead(url: &str) {
     };
     assert!(
         matches!(end, Some(StoreError::Corrupt(_))),
-        "the third batch was read before its chunks were deleted: {end:?}"
+        "chunks past the read-ahead were read before they were deleted: {end:?}"
     );
-    assert_eq!(read, 8 * chunk, "the first two batches arrive whole");
     assert!(
-        raw.records(&store, KEY).await.is_empty(),
+        raw.records(store, KEY).await.is_empty(),
         "the damaged entry is removed"
     );
+    read
 }
 
 /// A truncated record and a record with a garbled header are misses, and are removed.
