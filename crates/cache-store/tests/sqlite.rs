@@ -173,6 +173,10 @@ async fn put(store: &SqliteStore, key: &str, language: Option<&str>, seed: u64, 
         .await
         .expect("begin");
     for piece in body.chunks(10_000) {
+        // As the layer does: a body larger than the write queue waits for the database.
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("ready");
         writer.write(body.slice_ref(piece)).expect("write");
         tokio::task::yield_now().await;
     }

@@ -264,6 +264,10 @@ async fn put<S: Store + ?Sized>(
         .await
         .expect("begin failed");
     for piece in body.chunks(chunk.max(1)) {
+        // As the layer does: a body larger than the write queue waits for the backend.
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("writer ready");
         writer.write(body.slice_ref(piece)).expect("write failed");
     }
     writer.commit().await.expect("commit failed");

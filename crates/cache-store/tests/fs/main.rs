@@ -117,6 +117,10 @@ async fn put(store: &FsStore, key: &str, language: Option<&str>, seed: u64, len:
         .await
         .expect("begin");
     for piece in body.chunks(10_000) {
+        // As the layer does: a body larger than the write queue waits for the disk.
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("ready");
         writer.write(body.slice_ref(piece)).expect("write");
     }
     writer.commit().await.expect("commit");

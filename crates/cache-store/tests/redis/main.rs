@@ -196,6 +196,10 @@ async fn put(store: &RedisStore, key: &str, language: Option<&str>, seed: u64, l
         .await
         .expect("begin");
     for piece in body.chunks(10_000) {
+        // As the layer does: a body larger than the write queue waits for Redis to catch up.
+        std::future::poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("ready");
         writer.write(body.slice_ref(piece)).expect("write");
     }
     writer.commit().await.expect("commit");
