@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cache_store::conformance::{
-    read_body, read_verified, seeded_body, seeded_response, Harness, Limits,
+    read_body, read_verified, seeded_body, seeded_response, write_when_ready, Harness, Limits,
 };
 use cache_store::{SqliteStore, Store, StoreError, WriteOptions};
 use rusqlite::{params, Connection};
@@ -172,14 +172,7 @@ async fn put(store: &SqliteStore, key: &str, language: Option<&str>, seed: u64, 
         .begin(key, seeded_response(language, seed, len).into(), HOUR)
         .await
         .expect("begin");
-    for piece in body.chunks(10_000) {
-        // As the layer does: a body larger than the write queue waits for the database.
-        std::future::poll_fn(|cx| writer.poll_ready(cx))
-            .await
-            .expect("ready");
-        writer.write(body.slice_ref(piece)).expect("write");
-        tokio::task::yield_now().await;
-    }
+    write_when_ready(writer.as_mut(), &body, 10_000).await;
     writer.commit().await.expect("commit");
 }
 

@@ -45,7 +45,9 @@ use cache_policy::StoredResponse;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body;
 
-use crate::{Entries, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions};
+use crate::{
+    Entries, EntryWriter, Store, StoreError, StoredBody, StoredEntry, VariantId, WriteOptions,
+};
 
 mod bounds;
 mod concurrency;
@@ -250,6 +252,37 @@ pub async fn read_body(mut body: StoredBody) -> Result<Bytes, StoreError> {
     Ok(out.freeze())
 }
 
+/// Writes `body` in pieces of `chunk` bytes, waiting for [`EntryWriter::poll_ready`] before
+/// each one, as the layer's tee does: a body larger than the writer's queue then waits for the
+/// backend instead of being refused. Panics if the writer refuses a piece.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::time::Duration;
+///
+/// use cache_store::conformance::{seeded_body, seeded_response, write_when_ready};
+/// use cache_store::{MemoryStore, Store, WriteOptions};
+///
+/// let store = MemoryStore::builder().build();
+/// let body = seeded_body(1, 100_000);
+/// let options = WriteOptions { ttl: Duration::from_secs(60), content_length: None };
+/// let response = seeded_response(None, 1, body.len());
+/// let mut writer = store.begin("https://example.com/", response.into(), options).await?;
+/// write_when_ready(writer.as_mut(), &body, 10_000).await;
+/// writer.commit().await?;
+/// assert_eq!(store.get("https://example.com/").await?.len(), 1);
+/// # Ok::<(), cache_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+pub async fn write_when_ready(writer: &mut dyn EntryWriter, body: &Bytes, chunk: usize) {
+    for piece in body.chunks(chunk.max(1)) {
+        poll_fn(|cx| writer.poll_ready(cx))
+            .await
+            .expect("writer ready");
+        writer.write(body.slice_ref(piece)).expect("write failed");
+    }
+}
+
 /// Writes a complete variant in chunks of `chunk` bytes and commits it.
 async fn put<S: Store + ?Sized>(
     store: &S,
@@ -263,13 +296,7 @@ async fn put<S: Store + ?Sized>(
         .begin(key, response.into(), options(ttl))
         .await
         .expect("begin failed");
-    for piece in body.chunks(chunk.max(1)) {
-        // As the layer does: a body larger than the write queue waits for the backend.
-        std::future::poll_fn(|cx| writer.poll_ready(cx))
-            .await
-            .expect("writer ready");
-        writer.write(body.slice_ref(piece)).expect("write failed");
-    }
+    write_when_ready(writer.as_mut(), body, chunk).await;
     writer.commit().await.expect("commit failed");
 }
 

@@ -5,7 +5,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cache_store::conformance::{read_verified, seeded_body, seeded_response, Harness, Limits};
+use cache_store::conformance::{
+    read_verified, seeded_body, seeded_response, write_when_ready, Harness, Limits,
+};
 use cache_store::fs::FsStoreBuilder;
 use cache_store::{FsStore, Store, WriteOptions};
 use tempfile::TempDir;
@@ -116,13 +118,7 @@ async fn put(store: &FsStore, key: &str, language: Option<&str>, seed: u64, len:
         .begin(key, seeded_response(language, seed, len).into(), HOUR)
         .await
         .expect("begin");
-    for piece in body.chunks(10_000) {
-        // As the layer does: a body larger than the write queue waits for the disk.
-        std::future::poll_fn(|cx| writer.poll_ready(cx))
-            .await
-            .expect("ready");
-        writer.write(body.slice_ref(piece)).expect("write");
-    }
+    write_when_ready(writer.as_mut(), &body, 10_000).await;
     writer.commit().await.expect("commit");
 }
 

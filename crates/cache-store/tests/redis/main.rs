@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use cache_store::conformance::{seeded_body, seeded_response, Harness, Limits};
+use cache_store::conformance::{seeded_body, seeded_response, write_when_ready, Harness, Limits};
 use cache_store::{RedisStore, Store, VariantId, WriteOptions};
 use redis::aio::ConnectionLike;
 
@@ -195,13 +195,7 @@ async fn put(store: &RedisStore, key: &str, language: Option<&str>, seed: u64, l
         .begin(key, response.into(), HOUR)
         .await
         .expect("begin");
-    for piece in body.chunks(10_000) {
-        // As the layer does: a body larger than the write queue waits for Redis to catch up.
-        std::future::poll_fn(|cx| writer.poll_ready(cx))
-            .await
-            .expect("ready");
-        writer.write(body.slice_ref(piece)).expect("write");
-    }
+    write_when_ready(writer.as_mut(), &body, 10_000).await;
     writer.commit().await.expect("commit");
 }
 
